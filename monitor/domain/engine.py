@@ -1,0 +1,258 @@
+"""The credit engine: routes events to accounts, keeps them idempotent, and puts every
+decision in a CloudEvents envelope with an id derived from the event that caused it.
+
+The offline evaluator runs one engine over a file; the streaming service runs one per
+partition, with the accounts held in a changelog-backed table. Both call `process`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import uuid
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+from schemas import events as ev
+from schemas.parse import InvalidEvent, parse, validate
+
+from .account import Account, Context, _iso
+from .decisions import Decision, EventRejected
+from .fx import FxBook, FxRate
+from .policy import Policy
+
+OUTPUT_SOURCE = "credit-monitor"
+_ID_NAMESPACE = uuid.UUID("6f1c2d0e-8a55-4c1e-9a57-0c9d3f1be7a1")
+_PRUNE_EVERY = dt.timedelta(days=1)
+
+
+def output_id(*parts: str) -> str:
+    """A deterministic id: the same cause always yields the same output id."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
+
+
+class CreditEngine:
+    """Applies input events in order and returns the output events they cause."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        accounts: MutableMapping[str, Account] | None = None,
+        retention: dt.timedelta = dt.timedelta(days=7),
+    ) -> None:
+        self.ctx = Context(policy=policy, fx=FxBook(), retention=retention)
+        self.accounts: MutableMapping[str, Account] = {} if accounts is None else accounts
+        self.global_seen: dict[str, dt.datetime] = {}
+        self._wake: list[tuple[dt.datetime, str]] = []
+
+    # ---- entry points ------------------------------------------------------------
+
+    def process(self, raw: bytes | str | dict[str, Any], origin: dict[str, Any]) -> list[dict[str, Any]]:
+        """Parse and apply one record; a bad record comes back as `credit.event.rejected`."""
+        try:
+            event = validate(raw) if isinstance(raw, dict) else parse(raw)
+        except InvalidEvent as exc:
+            return [self._rejected(exc.original, str(exc), origin)]
+        return self.apply(event, origin)
+
+    def apply(self, event: Any, origin: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Apply one validated event."""
+        if event.type == "clock.tick":
+            return self._on_tick(event)
+        if event.type == "fx.rate.set":
+            return self._on_fx(event)
+        return self._on_account_event(event, origin or {})
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """One `credit.account.snapshot` per account, sorted by company and customer."""
+        out = []
+        for key in sorted(self.accounts, key=lambda k: _split(k)):
+            account = self.accounts[key]
+            data = account.snapshot(self.ctx)
+            out.append(self._envelope(
+                "credit.account.snapshot", data, account.key,
+                output_id("snapshot", account.key, data["as_of"] or "", str(account.seq)),
+                data["as_of"], None,
+            ))
+        return out
+
+    def snapshot(self, key: str) -> dict[str, Any] | None:
+        account = self.accounts.get(key)
+        return None if account is None else account.snapshot(self.ctx)
+
+    # ---- account events ----------------------------------------------------------
+
+    def _on_account_event(self, event: Any, origin: dict[str, Any]) -> list[dict[str, Any]]:
+        data = event.data
+        key = f"{data.company}/{data.customer_id}"
+        dedup = f"{event.source}\x1f{event.id}"
+        account = self.accounts.get(key)
+        if account is None:
+            account = Account(company=data.company, customer_id=data.customer_id)
+        elif dedup in account.seen:
+            return []  # seen before: changes nothing, produces nothing
+
+        try:
+            decisions = account.handle(event, self.ctx)
+        except EventRejected as exc:
+            # Every handler checks before it changes anything, so the account is as it
+            # was; a new one is simply not kept.
+            return [self._rejected(event.model_dump(mode="json"), str(exc), origin, key)]
+
+        as_of = account.as_of(self.ctx)
+        assert as_of is not None
+        account.seen[dedup] = as_of
+        if account.next_prune_at is None or as_of >= account.next_prune_at:
+            account.prune(self.ctx)
+            account.next_prune_at = as_of + _PRUNE_EVERY
+        self._store(account)
+        return self._wrap(decisions, event, account.key)
+
+    # ---- events for every account ------------------------------------------------
+
+    def _advance_clock(self, time: dt.datetime) -> None:
+        if self.ctx.clock is None or time > self.ctx.clock:
+            self.ctx.clock = time
+
+    def _on_tick(self, event: ev.ClockTicked) -> list[dict[str, Any]]:
+        self._advance_clock(event.time)
+        return self._wake_due(event, set())
+
+    def _on_fx(self, event: ev.FxRateSet) -> list[dict[str, Any]]:
+        dedup = f"{event.source}\x1f{event.id}"
+        if dedup in self.global_seen:
+            return []
+        d = event.data
+        self.ctx.fx.set(FxRate(d.currency, d.quote_currency, d.rate, event.time))
+        self._advance_clock(event.time)
+        self.global_seen[dedup] = event.time
+        self._forget_old_global(event.time)
+
+        touched = {d.currency, d.quote_currency}
+        out: list[dict[str, Any]] = []
+        done: set[str] = set()
+        for key in list(self.accounts):
+            account = self.accounts[key]
+            held = account_currencies(account)
+            # Only accounts holding more than one currency, one of them this pair's.
+            if len(held) > 1 and touched & held:
+                out.extend(self._settle(account, event))
+                done.add(key)
+        out.extend(self._wake_due(event, done))
+        return out
+
+    def _wake_due(self, event: Any, done: set[str]) -> list[dict[str, Any]]:
+        """Re-assess the accounts whose status the passing of time can change by now."""
+        out: list[dict[str, Any]] = []
+        clock = self.ctx.clock
+        assert clock is not None
+        while self._wake and self._wake[0][0] <= clock:
+            wake_at, key = heapq.heappop(self._wake)
+            account = self.accounts.get(key)
+            if account is None or account.wake_at != wake_at or key in done:
+                continue
+            done.add(key)
+            out.extend(self._settle(account, event))
+        return out
+
+    def _settle(self, account: Account, event: Any) -> list[dict[str, Any]]:
+        decisions = account.settle(self.ctx)
+        self._store(account)
+        return self._wrap(decisions, event, account.key)
+
+    def _forget_old_global(self, now: dt.datetime) -> None:
+        horizon = now - self.ctx.retention
+        if len(self.global_seen) > 1024:
+            self.global_seen = {k: t for k, t in self.global_seen.items() if t >= horizon}
+
+    def _store(self, account: Account) -> None:
+        # Writing back is what makes a changelog-backed table record the change.
+        self.accounts[account.key] = account
+        if account.wake_at is not None:
+            heapq.heappush(self._wake, (account.wake_at, account.key))
+
+    def rebuild_wake_index(self) -> None:
+        """After accounts were restored from elsewhere, index when each must wake."""
+        self._wake = [(a.wake_at, k) for k, a in self.accounts.items() if a.wake_at]
+        heapq.heapify(self._wake)
+
+    # ---- envelopes ---------------------------------------------------------------
+
+    def _wrap(self, decisions: Iterable[Decision], event: Any, key: str) -> list[dict[str, Any]]:
+        cause = f"{event.source}/{event.id}"
+        time = _iso(event.time)
+        out = []
+        for n, decision in enumerate(decisions):
+            out.append(self._envelope(
+                decision.type, decision.data, key,
+                output_id(event.source, event.id, key, str(n)), time, cause,
+            ))
+        return out
+
+    @staticmethod
+    def _envelope(
+        kind: str, data: dict[str, Any], subject: str | None, out_id: str,
+        time: str | None, cause: str | None,
+    ) -> dict[str, Any]:
+        envelope: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": out_id,
+            "source": OUTPUT_SOURCE,
+            "type": kind,
+            "time": time,
+            "subject": subject,
+            "datacontenttype": "application/json",
+        }
+        if cause is not None:
+            envelope["causationid"] = cause
+        envelope["data"] = data
+        return envelope
+
+    def _rejected(
+        self, original: Any, error: str, origin: dict[str, Any], key: str | None = None
+    ) -> dict[str, Any]:
+        ident = _identity(original)
+        time = original.get("time") if isinstance(original, dict) else None
+        return self._envelope(
+            "credit.event.rejected",
+            {"error": error, "event": _jsonable(original), "origin": origin},
+            key,
+            output_id("rejected", *ident),
+            time if isinstance(time, str) else None,
+            "/".join(ident) if len(ident) == 2 else None,
+        )
+
+
+def account_currencies(account: Account) -> set[str]:
+    found = {account.currency} if account.currency else set()
+    for docs in (account.orders, account.deliveries, account.invoices, account.payments,
+                 account.credit_notes):
+        for doc in docs.values():
+            found.add(doc.currency)
+    return found
+
+
+def _identity(original: Any) -> tuple[str, ...]:
+    if isinstance(original, dict):
+        src, ident = original.get("source"), original.get("id")
+        if isinstance(src, str) and isinstance(ident, str):
+            return (src, ident)
+    return ("content", str(uuid.uuid5(_ID_NAMESPACE, repr(original))))
+
+
+def _jsonable(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _split(key: str) -> tuple[str, str]:
+    company, _, customer = key.partition("/")
+    return company, customer
