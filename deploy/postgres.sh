@@ -65,9 +65,10 @@ find_pg_bin() {
       return
     fi
   fi
+  # Newest installed major version.
   local d
-  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)"
-  [[ -n "$d" && -x "$d/initdb" ]] && echo "$d"
+  d="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  [[ -x "$d/initdb" ]] && echo "$d"
   return 0
 }
 
