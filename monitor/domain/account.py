@@ -827,7 +827,9 @@ class Account:
             "credit_limit": report(profile.credit_limit, cur) if profile else None,
             "effective_limit": None if limit is None else report(limit, cur),
             "status": self.status,
-            "reasons": self.reasons,
+            # Fresh numbers for the same rules; the rules themselves change only in settle.
+            "reasons": a.reasons if (a.status, codes(a.reasons)) == (
+                self.status, codes(self.reasons)) else self.reasons,
             "exposure": {
                 "open_orders": report(pos.open_orders, cur),
                 "uninvoiced_deliveries": report(pos.uninvoiced_deliveries, cur),

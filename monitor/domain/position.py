@@ -183,10 +183,9 @@ def compute_position(
             pos.open_orders += conv(value, order.currency, "order", order.order_id)
 
     for dlv in deliveries.values():
-        if dlv.order_id is not None:
-            linked = orders.get(dlv.order_id)
-            if linked is not None and linked.state != "cancelled":
-                continue  # the goods are still in the order
+        if dlv.order_id is not None and dlv.order_id in orders:
+            continue  # the goods are in the order, whatever became of it
+        # A delivery whose order has not arrived yet counts until the order does.
         value = dlv.amount - delivery_consumed.get(dlv.delivery_id, ZERO)
         if value > 0:
             pos.delivery_open[dlv.delivery_id] = value
@@ -246,7 +245,7 @@ def _source_of(
     if inv.delivery_id is not None and inv.delivery_id in deliveries:
         dlv = deliveries[inv.delivery_id]
         linked = orders.get(dlv.order_id) if dlv.order_id is not None else None
-        if linked is not None and linked.state != "cancelled":
+        if linked is not None:
             # The delivered goods are part of the order: the invoice consumes the order.
             return linked, order_consumed
         return dlv, delivery_consumed
