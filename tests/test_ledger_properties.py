@@ -333,3 +333,28 @@ def test_every_generated_event_is_valid_and_outputs_are_deterministic(events: li
     for e in events:
         validate(e)
     assert run(events)[0] == run(events)[0]
+
+
+@PROPS
+@given(streams(customers=2, currencies=("EUR", "USD"), size=50))
+def test_an_account_restored_from_its_state_decides_the_same(events: list[dict]) -> None:
+    import orjson
+
+    from monitor.domain.state import account_from_state, account_to_state
+
+    reference, engine_ref = run(events)
+    engine = CreditEngine(POLICY)
+    restored: list[dict] = []
+    for e in events:
+        restored.extend(engine.process(e, {"test": True}))
+        # As after a restart: every account comes back from its JSON changelog value.
+        revived = CreditEngine(POLICY)
+        revived.ctx = engine.ctx
+        revived.adopt(
+            account_from_state(orjson.loads(orjson.dumps(account_to_state(a))))
+            for a in engine.accounts.values()
+        )
+        engine = revived
+
+    assert restored == reference
+    assert engine.snapshots() == engine_ref.snapshots()

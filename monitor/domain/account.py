@@ -102,6 +102,7 @@ class Account:
     seq: int = 0
     wake_at: dt.datetime | None = None
     next_prune_at: dt.datetime | None = None
+    overdue: bool = False
 
     @property
     def key(self) -> str:
@@ -139,6 +140,7 @@ class Account:
             assessment = self.assess(ctx)
             self._record_status(assessment, out)
         self.wake_at = self._next_wake(assessment)
+        self.overdue = assessment.position.overdue_amount > 0
         return out
 
     def _apply(self, event: Any, ctx: Context, gate: list[Decision]) -> None:

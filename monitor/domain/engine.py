@@ -11,6 +11,7 @@ import datetime as dt
 import heapq
 import uuid
 from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas import events as ev
@@ -31,6 +32,19 @@ def output_id(*parts: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, "\x1f".join(parts)))
 
 
+@dataclass(slots=True)
+class Outcome:
+    """What one record did: its outputs, and which accounts it changed or refreshed."""
+
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    changed: dict[str, None] = field(default_factory=dict)
+    """accounts whose state changed (ordered set): to be written back"""
+    refreshed: dict[str, None] = field(default_factory=dict)
+    """accounts whose snapshot figures moved with the clock (overdue days)"""
+    duplicate: tuple[str, str] | None = None
+    """(account, idempotency key) when the record was an account event seen before"""
+
+
 class CreditEngine:
     """Applies input events in order and returns the output events they cause."""
 
@@ -43,18 +57,30 @@ class CreditEngine:
     ) -> None:
         self.ctx = Context(policy=policy, fx=FxBook(), retention=retention)
         self.accounts: MutableMapping[str, Account] = {} if accounts is None else accounts
-        self.global_seen: dict[str, dt.datetime] = {}
         self._wake: list[tuple[dt.datetime, str]] = []
+        self._overdue: set[str] = set()
+        self._outcome = Outcome()
 
     # ---- entry points ------------------------------------------------------------
 
-    def process(self, raw: bytes | str | dict[str, Any], origin: dict[str, Any]) -> list[dict[str, Any]]:
+    def process(
+        self, raw: bytes | str | dict[str, Any], origin: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         """Parse and apply one record; a bad record comes back as `credit.event.rejected`."""
+        return self.process_outcome(raw, origin).outputs
+
+    def process_outcome(
+        self, raw: bytes | str | dict[str, Any], origin: dict[str, Any]
+    ) -> Outcome:
+        """Like `process`, also telling which accounts changed (for the stream adapter)."""
+        self._outcome = outcome = Outcome()
         try:
             event = validate(raw) if isinstance(raw, dict) else parse(raw)
         except InvalidEvent as exc:
-            return [self._rejected(exc.original, str(exc), origin)]
-        return self.apply(event, origin)
+            outcome.outputs.append(self._rejected(exc.original, str(exc), origin))
+            return outcome
+        outcome.outputs.extend(self.apply(event, origin))
+        return outcome
 
     def apply(self, event: Any, origin: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Apply one validated event."""
@@ -91,6 +117,7 @@ class CreditEngine:
         if account is None:
             account = Account(company=data.company, customer_id=data.customer_id)
         elif dedup in account.seen:
+            self._outcome.duplicate = (key, dedup)
             return []  # seen before: changes nothing, produces nothing
 
         try:
@@ -115,19 +142,19 @@ class CreditEngine:
         if self.ctx.clock is None or time > self.ctx.clock:
             self.ctx.clock = time
 
+    # Ticks and rates need no idempotency key: the clock only moves forward, a rate only
+    # replaces an older one, and an account re-assessed with nothing new decides nothing.
+
     def _on_tick(self, event: ev.ClockTicked) -> list[dict[str, Any]]:
         self._advance_clock(event.time)
-        return self._wake_due(event, set())
+        out = self._wake_due(event, set())
+        self._outcome.refreshed.update(dict.fromkeys(self._overdue))
+        return out
 
     def _on_fx(self, event: ev.FxRateSet) -> list[dict[str, Any]]:
-        dedup = f"{event.source}\x1f{event.id}"
-        if dedup in self.global_seen:
-            return []
         d = event.data
         self.ctx.fx.set(FxRate(d.currency, d.quote_currency, d.rate, event.time))
         self._advance_clock(event.time)
-        self.global_seen[dedup] = event.time
-        self._forget_old_global(event.time)
 
         touched = {d.currency, d.quote_currency}
         out: list[dict[str, Any]] = []
@@ -161,21 +188,25 @@ class CreditEngine:
         self._store(account)
         return self._wrap(decisions, event, account.key)
 
-    def _forget_old_global(self, now: dt.datetime) -> None:
-        horizon = now - self.ctx.retention
-        if len(self.global_seen) > 1024:
-            self.global_seen = {k: t for k, t in self.global_seen.items() if t >= horizon}
-
     def _store(self, account: Account) -> None:
-        # Writing back is what makes a changelog-backed table record the change.
-        self.accounts[account.key] = account
+        key = account.key
+        self.accounts[key] = account
+        self._outcome.changed[key] = None
+        self._index(account)
+
+    def _index(self, account: Account) -> None:
         if account.wake_at is not None:
             heapq.heappush(self._wake, (account.wake_at, account.key))
+        if account.overdue:
+            self._overdue.add(account.key)
+        else:
+            self._overdue.discard(account.key)
 
-    def rebuild_wake_index(self) -> None:
-        """After accounts were restored from elsewhere, index when each must wake."""
-        self._wake = [(a.wake_at, k) for k, a in self.accounts.items() if a.wake_at]
-        heapq.heapify(self._wake)
+    def adopt(self, accounts: Iterable[Account]) -> None:
+        """Take over accounts restored from elsewhere (a changelog), and index them."""
+        for account in accounts:
+            self.accounts[account.key] = account
+            self._index(account)
 
     # ---- envelopes ---------------------------------------------------------------
 
