@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--snapshots", action="store_true",
         help="after the decisions, print one snapshot per account",
     )
+    sub.add_parser(
+        "worker",
+        help="run the streaming service (settings from CREDIT_MONITOR_* variables)",
+    )
     return parser
 
 
@@ -40,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
             run(args.events, _policy(args.policy), snapshots=args.snapshots,
                 out=sys.stdout.buffer)
             return 0
+        if args.command == "worker":
+            from monitor.worker import run_worker
+
+            return run_worker()
     except PolicyError as exc:
         print(f"credit-monitor: bad policy: {exc}", file=sys.stderr)
         return 2

@@ -43,6 +43,10 @@ class Outcome:
     """accounts whose snapshot figures moved with the clock (overdue days)"""
     duplicate: tuple[str, str] | None = None
     """(account, idempotency key) when the record was an account event seen before"""
+    cause: str | None = None
+    """the record's idempotency key, `source` + US + `id`, when it was a valid event"""
+    broadcast: bool = False
+    """a clock tick or FX rate: it concerns every account of the partition"""
 
 
 class CreditEngine:
@@ -79,6 +83,8 @@ class CreditEngine:
         except InvalidEvent as exc:
             outcome.outputs.append(self._rejected(exc.original, str(exc), origin))
             return outcome
+        outcome.cause = f"{event.source}\x1f{event.id}"
+        outcome.broadcast = event.type in ("clock.tick", "fx.rate.set")
         outcome.outputs.extend(self.apply(event, origin))
         return outcome
 
@@ -92,16 +98,17 @@ class CreditEngine:
 
     def snapshots(self) -> list[dict[str, Any]]:
         """One `credit.account.snapshot` per account, sorted by company and customer."""
-        out = []
-        for key in sorted(self.accounts, key=lambda k: _split(k)):
-            account = self.accounts[key]
-            data = account.snapshot(self.ctx)
-            out.append(self._envelope(
-                "credit.account.snapshot", data, account.key,
-                output_id("snapshot", account.key, data["as_of"] or "", str(account.seq)),
-                data["as_of"], None,
-            ))
-        return out
+        return [self.snapshot_event(key) for key in sorted(self.accounts, key=_split)]
+
+    def snapshot_event(self, key: str) -> dict[str, Any]:
+        """The account's `credit.account.snapshot`, its id derived from its state."""
+        account = self.accounts[key]
+        data = account.snapshot(self.ctx)
+        return self._envelope(
+            "credit.account.snapshot", data, account.key,
+            output_id("snapshot", account.key, data["as_of"] or "", str(account.seq)),
+            data["as_of"], None,
+        )
 
     def snapshot(self, key: str) -> dict[str, Any] | None:
         account = self.accounts.get(key)
