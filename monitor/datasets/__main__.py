@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert a public data set in data/ to contract events (JSON lines).",
     )
     parser.add_argument("dataset", choices=("ibm", "online-retail"))
-    parser.add_argument("--out", required=True, help="JSON-lines file to write, - for stdout")
+    parser.add_argument(
+        "--out", required=True, help="JSON-lines file to write, - for stdout"
+    )
     parser.add_argument(
         "--limit-rule",
         help="credit limit per customer: fixed:N, mean-invoice:K, median-invoice:K or "
@@ -25,16 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
         "median-invoice:4,round=100,min=200 for online-retail)",
     )
     parser.add_argument(
-        "--risk-rule", default="late-share:0.1,0.3,0.6",
+        "--risk-rule",
+        default="late-share:0.1,0.3,0.6",
         help="risk class per customer: late-share:A,B,C (late-share bands) or fixed:X "
         "(default: %(default)s)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0,
+        "--seed",
+        type=int,
+        default=0,
         help="seed of the invented payment delays, online-retail only (default: 0)",
     )
     parser.add_argument(
-        "--payments", choices=("pooled", "per-customer"), default="pooled",
+        "--payments",
+        choices=("pooled", "per-customer"),
+        default="pooled",
         help="online-retail only: draw each invented payment delay from all IBM "
         "DaysToSettle values, or pair each customer with one IBM customer and draw "
         "from theirs (default: %(default)s)",
@@ -61,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
                 else online_retail.DEFAULT_LIMIT_RULE
             )
             events = online_retail.events(
-                seed=args.seed, behaviour=args.payments, limit_rule=limit_rule, risk_rule=risk_rule,
+                seed=args.seed,
+                behaviour=args.payments,
+                limit_rule=limit_rule,
+                risk_rule=risk_rule,
                 customers=args.customers,
             )
     except RuleError as exc:

@@ -20,7 +20,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 CENT = Decimal("0.01")
 COMPANY = "main"
 TICK_TIME = dt.time(0, 5)
@@ -91,7 +91,12 @@ def tick_event(time: str, payload: tuple[str, dt.date, bool]) -> Event:
 # ---- inventing a credit profile -----------------------------------------------------
 
 LimitBasis = Literal["fixed", "mean-invoice", "median-invoice", "max-invoice"]
-_BASES: tuple[LimitBasis, ...] = ("fixed", "mean-invoice", "median-invoice", "max-invoice")
+_BASES: tuple[LimitBasis, ...] = (
+    "fixed",
+    "mean-invoice",
+    "median-invoice",
+    "max-invoice",
+)
 
 
 class RuleError(ValueError):
@@ -133,13 +138,13 @@ class LimitRule:
             key, sep, number = option.partition("=")
             if not sep or key not in ("round", "min"):
                 raise RuleError(f"limit rule {text!r}: unknown option {option!r}")
-            fields["round_to" if key == "round" else "minimum"] = _positive(number, text)
-        return cls(basis=basis, **fields)  # type: ignore[arg-type]
+            fields["round_to" if key == "round" else "minimum"] = _positive(
+                number, text
+            )
+        return cls(basis=basis, **fields)
 
     def __str__(self) -> str:
-        return (
-            f"{self.basis}:{self.value},round={self.round_to},min={self.minimum}"
-        )
+        return f"{self.basis}:{self.value},round={self.round_to},min={self.minimum}"
 
     def limit_for(self, invoice_amounts: Sequence[Decimal]) -> Decimal:
         if self.basis == "fixed" or not invoice_amounts:
@@ -202,7 +207,7 @@ class RiskRule:
         if sep and kind == "late-share":
             bands = tuple(_positive(p.strip(), text) for p in rest.split(","))
             if len(bands) == 3 and list(bands) == sorted(bands) and bands[2] <= 1:
-                return cls(bands=bands)  # type: ignore[arg-type]
+                return cls(bands=bands)
         raise RuleError(
             f"risk rule {text!r}: write 'late-share:0.1,0.3,0.6' (three ascending "
             "shares) or 'fixed:B'"
@@ -221,6 +226,9 @@ class RiskRule:
             if late <= band * total:
                 return risk  # type: ignore[return-value]
         return "D"
+
+
+DEFAULT_RISK_RULE = RiskRule()
 
 
 @dataclass(slots=True)
@@ -265,7 +273,9 @@ def profile_data(
 # ---- ordering and writing -----------------------------------------------------------
 
 
-def first_customers(histories: Iterable[CustomerHistory], count: int | None) -> set[str]:
+def first_customers(
+    histories: Iterable[CustomerHistory], count: int | None
+) -> set[str]:
     """The ids of the `count` customers seen first (ties by id); all when None."""
     ordered = sorted(histories, key=lambda h: (h.first_seen, h.customer_id))
     if count is not None:
@@ -336,4 +346,3 @@ def _shifted(event: Event, k: int, shift: int) -> Event:
     copy["subject"] = f"{data.get('company', COMPANY)}/{data['customer_id']}"
     copy["data"] = data
     return copy
-

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -39,6 +39,7 @@ from typing import Any
 
 from .common import (
     COMPANY,
+    DEFAULT_RISK_RULE,
     CustomerHistory,
     Event,
     LimitRule,
@@ -93,7 +94,9 @@ def _us_date(text: str) -> dt.date:
     return dt.date(int(year), int(month), int(day))
 
 
-def read_rows(path: Path | str | None = None, *, max_rows: int | None = None) -> Iterator[Row]:
+def read_rows(
+    path: Path | str | None = None, *, max_rows: int | None = None
+) -> Iterator[Row]:
     """The rows of the IBM file in file order (the first `max_rows` only, if given)."""
     with open(path or default_path(), newline="", encoding="utf-8") as f:
         for n, rec in enumerate(csv.DictReader(f)):
@@ -122,7 +125,7 @@ def events(
     rows: Iterable[Row] | None = None,
     *,
     limit_rule: LimitRule = DEFAULT_LIMIT_RULE,
-    risk_rule: RiskRule = RiskRule(),
+    risk_rule: RiskRule = DEFAULT_RISK_RULE,
     customers: int | None = None,
 ) -> Iterator[Event]:
     """The contract events of the IBM rows, sorted by time.
@@ -138,7 +141,9 @@ def events(
         first = dt.datetime.combine(row.invoice_date, PROFILE_TIME)
         history = histories.get(row.customer_id)
         if history is None:
-            history = histories[row.customer_id] = CustomerHistory(row.customer_id, first, [])
+            history = histories[row.customer_id] = CustomerHistory(
+                row.customer_id, first, []
+            )
         history.first_seen = min(history.first_seen, first)
         history.invoice_amounts.append(row.amount)
         history.late += row.days_late > 0
@@ -151,22 +156,27 @@ def events(
     for cid, history in histories.items():
         if cid in chosen:
             data = profile_data(
-                history, currency=CURRENCY, timezone="UTC",
-                limit_rule=limit_rule, risk_rule=risk_rule,
+                history,
+                currency=CURRENCY,
+                timezone="UTC",
+                limit_rule=limit_rule,
+                risk_rule=risk_rule,
             )
             plan.append((at(history.first_seen.date(), PROFILE_TIME), "profile", data))
     for row in rows:
         paid_at = (
-            SAME_DAY_PAYMENT_TIME if row.settled_date == row.invoice_date else PAYMENT_TIME
+            SAME_DAY_PAYMENT_TIME
+            if row.settled_date == row.invoice_date
+            else PAYMENT_TIME
         )
         plan.append((at(row.invoice_date, INVOICE_TIME), "invoice", row))
         plan.append((at(row.settled_date, paid_at), "payment", row))
         if row.disputed:
             plan.append((at(dispute_date(row), DISPUTE_TIME), "disputed", row))
             plan.append((at(row.settled_date, paid_at), "resolved", row))
-    first = min(row.invoice_date for row in rows)
-    last = max(row.settled_date for row in rows) + dt.timedelta(days=1)
-    plan.extend(clock_ticks(first, last, SYNTHETIC_SOURCE))
+    first_day = min(row.invoice_date for row in rows)
+    last_day = max(row.settled_date for row in rows) + dt.timedelta(days=1)
+    plan.extend(clock_ticks(first_day, last_day, SYNTHETIC_SOURCE))
 
     yield from render(plan, _BUILDERS)
 
@@ -187,8 +197,11 @@ def _account(row: Row) -> dict[str, Any]:
 
 def _profile(time: str, data: dict[str, Any]) -> Event:
     return envelope(
-        SYNTHETIC_SOURCE, f"profile-{data['customer_id']}", "erp.credit_profile.set",
-        time, data,
+        SYNTHETIC_SOURCE,
+        f"profile-{data['customer_id']}",
+        "erp.credit_profile.set",
+        time,
+        data,
     )
 
 
@@ -199,7 +212,9 @@ def _invoice(time: str, row: Row) -> Event:
         "currency": CURRENCY,
         "due_date": row.due_date.isoformat(),
     }
-    return envelope(SOURCE, f"invoice-{row.invoice_id}", "erp.invoice.issued", time, data)
+    return envelope(
+        SOURCE, f"invoice-{row.invoice_id}", "erp.invoice.issued", time, data
+    )
 
 
 def _payment(time: str, row: Row) -> Event:
@@ -210,7 +225,9 @@ def _payment(time: str, row: Row) -> Event:
         "currency": CURRENCY,
         "allocations": [{"invoice_id": row.invoice_id, "amount": amount}],
     }
-    return envelope(SOURCE, f"payment-{row.invoice_id}", "erp.payment.received", time, data)
+    return envelope(
+        SOURCE, f"payment-{row.invoice_id}", "erp.payment.received", time, data
+    )
 
 
 def _disputed(time: str, row: Row) -> Event:
@@ -220,19 +237,26 @@ def _disputed(time: str, row: Row) -> Event:
         "synthetic": True,
     }
     return envelope(
-        SYNTHETIC_SOURCE, f"dispute-{row.invoice_id}", "erp.invoice.disputed", time, data
+        SYNTHETIC_SOURCE,
+        f"dispute-{row.invoice_id}",
+        "erp.invoice.disputed",
+        time,
+        data,
     )
 
 
 def _resolved(time: str, row: Row) -> Event:
     data = _account(row) | {"invoice_id": row.invoice_id, "synthetic": True}
     return envelope(
-        SYNTHETIC_SOURCE, f"dispute-resolved-{row.invoice_id}",
-        "erp.invoice.dispute_resolved", time, data,
+        SYNTHETIC_SOURCE,
+        f"dispute-resolved-{row.invoice_id}",
+        "erp.invoice.dispute_resolved",
+        time,
+        data,
     )
 
 
-_BUILDERS = {
+_BUILDERS: dict[str, Callable[[str, Any], Event]] = {
     "profile": _profile,
     "invoice": _invoice,
     "payment": _payment,

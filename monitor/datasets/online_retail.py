@@ -55,12 +55,12 @@ import csv
 import datetime as dt
 import gzip
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from pathlib import Path
 from itertools import islice
 from operator import itemgetter
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -68,6 +68,7 @@ from . import ibm
 from .common import (
     CENT,
     COMPANY,
+    DEFAULT_RISK_RULE,
     CustomerHistory,
     Event,
     LimitRule,
@@ -197,8 +198,7 @@ def documents(lines: Iterable[Line]) -> list[Document]:
             continue
         doc.total += value
         doc.lines += 1
-        if line.invoice_date < doc.local_time:
-            doc.local_time = line.invoice_date
+        doc.local_time = min(doc.local_time, line.invoice_date)
     return list(docs.values())
 
 
@@ -251,7 +251,7 @@ def events(
     behaviour: PaymentBehaviour = "pooled",
     ibm_rows: Iterable[ibm.Row] | None = None,
     limit_rule: LimitRule = DEFAULT_LIMIT_RULE,
-    risk_rule: RiskRule = RiskRule(),
+    risk_rule: RiskRule = DEFAULT_RISK_RULE,
     customers: int | None = None,
 ) -> Iterator[Event]:
     """The contract events of the documents (default: both files joined), by time.
@@ -298,11 +298,16 @@ def events(
     for cid, history in histories.items():
         if cid in chosen:
             data = profile_data(
-                history, currency=CURRENCY, timezone=TIMEZONE,
-                limit_rule=limit_rule, risk_rule=risk_rule,
+                history,
+                currency=CURRENCY,
+                timezone=TIMEZONE,
+                limit_rule=limit_rule,
+                risk_rule=risk_rule,
                 payment_terms_days=PAYMENT_TERMS_DAYS,
             )
-            plan.append((at(history.first_seen.date(), PROFILE_TIME, LONDON), "profile", data))
+            plan.append(
+                (at(history.first_seen.date(), PROFILE_TIME, LONDON), "profile", data)
+            )
     for sale in sales:
         if sale.doc.customer_id not in chosen:
             continue
@@ -346,8 +351,11 @@ def _account(customer_id: str) -> dict[str, Any]:
 
 def _profile(time: str, data: dict[str, Any]) -> Event:
     return envelope(
-        SYNTHETIC_SOURCE, f"profile-{data['customer_id']}", "erp.credit_profile.set",
-        time, data,
+        SYNTHETIC_SOURCE,
+        f"profile-{data['customer_id']}",
+        "erp.credit_profile.set",
+        time,
+        data,
     )
 
 
@@ -401,7 +409,7 @@ def _credit_note(time: str, doc: Document) -> Event:
     )
 
 
-_BUILDERS = {
+_BUILDERS: dict[str, Callable[[str, Any], Event]] = {
     "profile": _profile,
     "order": _order,
     "invoice": _invoice,
