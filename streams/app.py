@@ -39,6 +39,7 @@ from monitor.domain.state import account_from_state, account_to_state
 from monitor.domain.account import Account
 from monitor.domain.fx import FxBook
 from streams.credentials import faust_credentials
+from streams.topology import CHANGELOG_ACCOUNTS, CHANGELOG_PARTITION_STATE
 from monitor.settings import Settings
 from schemas import topics
 
@@ -109,6 +110,8 @@ class CreditStreams:
             producer_linger_ms=5,
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=0,
+            # A topic created while the group formed is noticed in seconds, not minutes.
+            consumer_metadata_max_age_ms=15000,
         )
         name = settings.topic
         part = settings.partitions
@@ -120,10 +123,10 @@ class CreditStreams:
         self.snapshots = self.app.topic(name(topics.SNAPSHOTS), partitions=part)
         self.rejected = self.app.topic(name(topics.REJECTED), partitions=part)
         self.accounts = self.app.Table(
-            "accounts", partitions=part, key_type=bytes, value_type=bytes,
+            CHANGELOG_ACCOUNTS, partitions=part, key_type=bytes, value_type=bytes,
         )
         self.partition_state = self.app.Table(
-            "partition-state", partitions=part, key_type=bytes, value_type=bytes,
+            CHANGELOG_PARTITION_STATE, partitions=part, key_type=bytes, value_type=bytes,
         )
         self.engines: dict[int, PartitionEngine] = {}
         self.stale = True

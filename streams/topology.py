@@ -7,6 +7,7 @@ whose state lives elsewhere, so a mismatch stops the start with a remedy.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -18,6 +19,10 @@ from schemas import topics
 from .credentials import aiokafka_kwargs
 
 log = logging.getLogger(__name__)
+
+
+CHANGELOG_ACCOUNTS = "accounts"
+CHANGELOG_PARTITION_STATE = "partition-state"
 
 
 class TopologyError(RuntimeError):
@@ -33,6 +38,11 @@ def wanted(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.topic(topics.DECISIONS): (n, {}),
         settings.topic(topics.SNAPSHOTS): (n, {"cleanup.policy": "compact"}),
         settings.topic(topics.REJECTED): (n, {}),
+        # The tables' changelogs, named as faust names them; created here so that they
+        # exist with the right partitions before the first record is processed.
+        f"{settings.app_id}-{CHANGELOG_ACCOUNTS}-changelog": (n, {"cleanup.policy": "compact"}),
+        f"{settings.app_id}-{CHANGELOG_PARTITION_STATE}-changelog": (
+            n, {"cleanup.policy": "compact"}),
     }
 
 
@@ -53,6 +63,8 @@ async def ensure_topics(settings: Settings) -> list[str]:
             except TopicAlreadyExistsError:
                 pass  # another worker created them first
             log.info("created topics %s", [t.name for t in missing])
+        if missing:
+            await _wait_for_leaders(admin, [t.name for t in missing])
         present = [name for name in plan if name in existing]
         if present:
             for desc in await admin.describe_topics(present):
@@ -68,3 +80,27 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str],
+                            timeout_seconds: float = 30.0) -> None:
+    """Wait until every partition of new topics has a leader.
+
+    A consumer that joins its group before the broker reports a topic gets no
+    partitions of it until its next metadata refresh, minutes later.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    while True:
+        described = await admin.describe_topics(names)
+        ready = all(
+            d.get("error_code", 0) == 0 and d["partitions"]
+            and all(p.get("leader", -1) >= 0 for p in d["partitions"])
+            for d in described
+        )
+        if ready:
+            return
+        if loop.time() > deadline:
+            raise TopologyError(f"topics {names} have no leader after {timeout_seconds}s; "
+                                "check the broker log (.var/kafka.log)")
+        await asyncio.sleep(0.2)

@@ -1,0 +1,155 @@
+"""The streaming service on the real broker gives what `credit-monitor evaluate` gives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.domain.policy import Policy
+from monitor.evaluate import evaluate_lines
+from streams.publish import BROADCAST_TYPES, EventPublisher, account_key
+
+from . import streamgen
+from .casecheck import events_jsonl, load_cases, problems
+from .streamkit import (
+    Worker, collect, delete_topics, expected_split, make_settings, partition_of,
+    snapshot_view,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def evaluate(events: list[dict[str, Any]], policy: Policy) -> list[dict[str, Any]]:
+    lines = [__import__("orjson").dumps(e) + b"\n" for e in events]
+    return list(evaluate_lines(lines, policy, snapshots=True))
+
+
+def isolate(case: dict[str, Any], partition: int, partitions: int) -> list[dict[str, Any]]:
+    """The case's events with customer ids renamed so all its accounts hash to
+    `partition`; its ticks and rates then go to that partition alone, which makes the
+    partition a world of its own, as the evaluator's run of the case is."""
+    renamed: dict[str, str] = {}
+
+    def rename(customer: str, company: str) -> str:
+        if customer not in renamed:
+            k = 0
+            while partition_of(f"{company}/{customer}~{k}".encode(), partitions) != partition:
+                k += 1
+            renamed[customer] = f"{customer}~{k}"
+        return renamed[customer]
+
+    out = []
+    for e in case["events"]:
+        data = dict(e.get("data") or {})
+        if "customer_id" in data:
+            data["customer_id"] = rename(data["customer_id"], data.get("company") or "main")
+        out.append({**e, "data": data})
+    return out
+
+
+async def publish_isolated(settings: Any, worlds: list[list[dict[str, Any]]]) -> None:
+    async with EventPublisher(settings) as pub:
+        for partition, events in enumerate(worlds):
+            for e in events:
+                if e["type"] in BROADCAST_TYPES:
+                    await pub.publish_raw(__import__("orjson").dumps(e), partition=partition)
+                else:
+                    await pub.publish_raw(__import__("orjson").dumps(e), key=account_key(e))
+
+
+def test_every_case_decides_the_same_through_kafka(tmp_path: Path, kafka_bootstrap: str) -> None:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for case in load_cases():
+        groups[case.get("policy", "")].append(case)
+
+    async def run_group(policy_text: str, cases: list[dict[str, Any]], n: int) -> list[str]:
+        policy_file = tmp_path / f"policy-{n}.toml"
+        policy_file.write_text(policy_text)
+        settings = make_settings(tmp_path, partitions=len(cases), policy_path=policy_file)
+        worlds = [isolate(c, i, len(cases)) for i, c in enumerate(cases)]
+        policy = Policy.from_toml(policy_text)
+        expected = [evaluate(w, policy) for w in worlds]
+        want_d = sum(len(expected_split(x)[0]) for x in expected)
+        want_r = sum(len(expected_split(x)[1]) for x in expected)
+        worker = Worker(settings, tmp_path / f"worker-{n}.log").start()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, worker.wait_ready)
+            await publish_isolated(settings, worlds)
+            got = await collect(settings, want_decisions=want_d, want_rejected=want_r)
+        finally:
+            worker.stop()
+            await delete_topics(settings)
+        found = []
+        for case, world, exp in zip(cases, worlds, expected, strict=True):
+            exp_d, exp_r, exp_s = expected_split(exp)
+            accounts = {f"{(e['data'].get('company') or 'main')}/{e['data']['customer_id']}"
+                        for e in world if "customer_id" in (e.get("data") or {})}
+            got_d = {i: d for i, d in got.decisions.items() if d["subject"] in accounts}
+            ids = {e["source"] + "/" + e["id"] for e in world}
+            got_r = {i: r for i, r in got.rejected.items() if r.get("causationid") in ids
+                     or r.get("subject") in accounts}
+            if got_d != exp_d:
+                found.append(f"{case['name']}: decisions differ")
+            if {i: r["data"]["error"] for i, r in got_r.items()} != {
+                    i: r["data"]["error"] for i, r in exp_r.items()}:
+                found.append(f"{case['name']}: rejections differ")
+            got_s = {a: got.snapshots[a] for a in exp_s if a in got.snapshots}
+            if {a: snapshot_view(s) for a, s in got_s.items()} != {
+                    a: snapshot_view(s) for a, s in exp_s.items()}:
+                found.append(f"{case['name']}: snapshots differ")
+            # And the case's own expectations, on what the service published.
+            back = {v: k for k, v in (
+                (e["data"]["customer_id"].split("~")[0], e["data"]["customer_id"])
+                for e in world if "customer_id" in (e.get("data") or {}))}
+            live = [_unrename(o, back) for o in [*got_d.values(), *got_r.values(),
+                                                  *got_s.values()]]
+            found += [f"{case['name']}: {p}" for p in problems(case, live)]
+        assert not got.conflicting
+        return found
+
+    async def main() -> list[str]:
+        results = await asyncio.gather(*(run_group(p, cs, n)
+                                         for n, (p, cs) in enumerate(groups.items())))
+        return [p for r in results for p in r]
+
+    assert asyncio.run(main()) == []
+
+
+def _unrename(output: dict[str, Any], back: dict[str, str]) -> dict[str, Any]:
+    data = dict(output["data"])
+    if data.get("customer_id") in back:
+        data["customer_id"] = back[data["customer_id"]]
+    return {**output, "data": data}
+
+
+def test_generated_stream_decides_the_same_through_kafka(tmp_path: Path,
+                                                         kafka_bootstrap: str) -> None:
+    events = streamgen.generate(50_000, 1_000, seed=11)
+    policy = Policy.default_policy()
+    exp_d, exp_r, exp_s = expected_split(evaluate(events, policy))
+    settings = make_settings(tmp_path, partitions=4)
+    worker = Worker(settings, tmp_path / "worker.log").start()
+
+    async def main() -> Any:
+        await asyncio.get_running_loop().run_in_executor(None, worker.wait_ready)
+        async with EventPublisher(settings) as pub:
+            await pub.publish_all(events)
+        return await collect(settings, want_decisions=len(exp_d), want_rejected=len(exp_r))
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        worker.stop()
+        asyncio.run(delete_topics(settings))
+
+    assert len(exp_d) > 10_000 and len(exp_s) == 1_000
+    assert not got.conflicting
+    assert got.decisions == exp_d
+    assert {i: r["data"]["error"] for i, r in got.rejected.items()} == {
+        i: r["data"]["error"] for i, r in exp_r.items()}
+    assert {a: snapshot_view(s) for a, s in got.snapshots.items()} == {
+        a: snapshot_view(s) for a, s in exp_s.items()}
