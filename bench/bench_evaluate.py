@@ -20,7 +20,8 @@ Steps:
 4. Profile: cProfile over the first `--profile-events` events (self and cumulative
    time per function), and pyinstrument's sampling profile of the same slice when
    pyinstrument is installed (much lower overhead, so its shares are the truer ones).
-5. Print a table and write `bench/RESULTS-evaluate.md`.
+5. Print a table and write `bench/RESULTS-evaluate.md`, keeping its hand-written
+   `## Notes` section (the reading of the figures) from the previous version.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def run_cli(path: str) -> dict[str, Any]:
         raise SystemExit(f"{' '.join(command)} failed with exit code {proc.returncode}")
     events = _count_lines(path)
     return {
-        "command": " ".join([Path(command[0]).name, *command[1:]]),
+        "command": f"{Path(command[0]).name} evaluate {_relative(path)}",
         "events": events,
         "seconds": seconds,
         "events_per_s": events / seconds,
@@ -198,6 +199,13 @@ def profile(path: str, events: int, top: int) -> dict[str, Any]:
     result["pyinstrument"] = _pyinstrument_table(session.root_frame(), top)
     result["pyinstrument_file"] = str(text_path.relative_to(ROOT))
     return result
+
+
+def _relative(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return path
 
 
 def _where(filename: str, line: int, name: str) -> str:
@@ -438,6 +446,19 @@ def _table(title: str, t: dict[str, Any], note: str, calls: bool = False) -> lis
     ]
 
 
+NOTES_HEADING = "## Notes"
+
+
+def _kept_notes(path: Path) -> str:
+    """The hand-written `## Notes` section of the previous results, kept on rerun."""
+    try:
+        previous = path.read_text()
+    except OSError:
+        return ""
+    at = previous.find(f"\n{NOTES_HEADING}\n")
+    return previous[at:] if at >= 0 else ""
+
+
 def print_table(
     built: dict[str, Any], inproc: dict[str, Any], cli: dict[str, Any] | None
 ) -> None:
@@ -520,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         prof,
         [str(Path(__file__).resolve().relative_to(ROOT)), *argv],
     )
-    Path(args.results).write_text(text)
+    Path(args.results).write_text(text + _kept_notes(Path(args.results)))
     print(f"\nwrote {args.results}", file=sys.stderr)
     return 0
 
