@@ -38,6 +38,7 @@ from monitor.domain.policy import Policy
 from monitor.domain.state import account_from_state, account_to_state
 from monitor.domain.account import Account
 from monitor.domain.fx import FxBook
+from streams.audit import AuditService
 from streams.credentials import faust_credentials
 from streams.topology import CHANGELOG_ACCOUNTS, CHANGELOG_PARTITION_STATE
 from monitor.settings import Settings
@@ -45,6 +46,8 @@ from schemas import topics
 
 log = logging.getLogger(__name__)
 
+SNAPSHOT_FLUSH_SECONDS = 0.5
+SNAPSHOT_FLUSH_AT = 5000
 DECISION_TYPES = frozenset({
     "credit.order.approved", "credit.order.blocked", "credit.order.released",
     "credit.account.status_changed",
@@ -61,6 +64,9 @@ class PartitionEngine:
         # have reached Kafka yet; trimmed once the source offset is committed.
         self.outbox: dict[str, list[list[Any]]] = {}
         self.by_cause: dict[str, set[str]] = {}
+        # Accounts whose snapshot is to be published; a snapshot is a view, so it is
+        # sent once per flush rather than once per event.
+        self.dirty: dict[str, None] = {}
 
     def remember(self, account: str, cause: str, offset: int, sent: list[list[Any]]) -> None:
         self.outbox.setdefault(account, []).append([cause, offset, sent])
@@ -131,6 +137,8 @@ class CreditStreams:
         self.engines: dict[int, PartitionEngine] = {}
         self.stale = True
         self.processed = 0
+        self.audit = AuditService(settings)
+        self.app.service(self.audit)
         self._wire()
 
     # ---- wiring ----------------------------------------------------------------
@@ -182,6 +190,10 @@ class CreditStreams:
                     "partitions": sorted(self.engines)}
             return web.json(body, status=200 if ok else 503)
 
+        @app.timer(interval=SNAPSHOT_FLUSH_SECONDS)
+        async def snapshots_timer() -> None:
+            await self.flush_snapshots()
+
         if self.settings.mode == "live":
             @app.timer(interval=self.settings.tick_interval_seconds)
             async def wall_clock() -> None:
@@ -228,6 +240,8 @@ class CreditStreams:
                             cause, offset, sent)
         for p, accounts in restored.items():
             engines[p].engine.adopt(accounts)
+            # A snapshot left unsent by a crash is sent now.
+            engines[p].dirty.update(dict.fromkeys(a.key for a in accounts))
         self.engines = engines
         self.stale = False
         log.info("credit engines ready for partitions %s (%d accounts)",
@@ -270,7 +284,7 @@ class CreditStreams:
             for entry in pe.outbox.get(account, []):
                 if entry[0] == cause:
                     await self._resend(entry[2])
-            await self._send_snapshot(engine, account)
+            pe.dirty[account] = None
             return
 
         by_account: dict[str, list[list[Any]]] = {}
@@ -310,18 +324,27 @@ class CreditStreams:
                 "clock": engine.ctx.clock.isoformat() if engine.ctx.clock else None,
             })
 
-        for account in {**outcome.changed, **outcome.refreshed}:
-            await self._send_snapshot(engine, account)
+        pe.dirty.update(outcome.changed)
+        pe.dirty.update(outcome.refreshed)
+        if len(pe.dirty) >= SNAPSHOT_FLUSH_AT:
+            await self.flush_snapshots()
 
     async def _resend(self, sent: list[list[Any]]) -> None:
         for _topic, body in sent:
             subject = orjson.loads(body).get("subject")
             await self.decisions.send(key=_key(subject), value=body.encode())
 
-    async def _send_snapshot(self, engine: CreditEngine, account: str) -> None:
-        if account in engine.accounts:
-            snap = engine.snapshot_event(account)
-            await self.snapshots.send(key=account.encode(), value=orjson.dumps(snap))
+    async def flush_snapshots(self) -> int:
+        """Publish the snapshot of every account changed since the last flush."""
+        sent = 0
+        for pe in list(self.engines.values()):
+            dirty, pe.dirty = pe.dirty, {}
+            for account in dirty:
+                if account in pe.engine.accounts:
+                    snap = pe.engine.snapshot_event(account)
+                    await self.snapshots.send(key=account.encode(), value=orjson.dumps(snap))
+                    sent += 1
+        return sent
 
 
 def _key(subject: str | None) -> bytes | None:

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from monitor.settings import Settings
 from schemas import topics
 
-from .credentials import aiokafka_kwargs
+from monitor.kafka_config import kafka_client_kwargs as aiokafka_kwargs
 
 BROADCAST_TYPES = frozenset({"clock.tick", "fx.rate.set"})
 

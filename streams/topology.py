@@ -16,7 +16,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from monitor.settings import Settings
 from schemas import topics
 
-from .credentials import aiokafka_kwargs
+from monitor.kafka_config import kafka_client_kwargs as aiokafka_kwargs
 
 log = logging.getLogger(__name__)
 
