@@ -11,6 +11,10 @@ from pydantic import ValidationError
 from .events import INPUT_TYPES, Envelope
 
 
+# One decoder for every record: `json.loads` with options builds a new one per call.
+_DECODER = json.JSONDecoder(parse_float=Decimal)
+
+
 class InvalidEvent(ValueError):
     """A record that is not a valid contract event; `original` is what arrived."""
 
@@ -32,7 +36,7 @@ def decode(raw: bytes | str) -> Any:
     else:
         text = raw
     try:
-        return json.loads(text, parse_float=Decimal)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise InvalidEvent(
             f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", text

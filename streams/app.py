@@ -186,8 +186,10 @@ class CreditStreams:
         async def ready(web: Any, request: Any) -> Any:
             recovered = app.tables.recovery.completed.is_set()
             ok = recovered and not app.rebalancing
+            owned = sorted(tp.partition for tp in app.consumer.assignment()
+                           if tp.topic == self.input.get_topic_name())
             body = {"ready": ok, "recovered": recovered, "rebalancing": app.rebalancing,
-                    "partitions": sorted(self.engines)}
+                    "partitions": owned}
             return web.json(body, status=200 if ok else 503)
 
         @app.timer(interval=SNAPSHOT_FLUSH_SECONDS)

@@ -38,17 +38,17 @@ def free_port() -> int:
 
 def make_settings(tmp: Path, partitions: int = 4, **extra: Any) -> Settings:
     tag = uuid.uuid4().hex[:10]
-    return Settings(
-        kafka_bootstrap=kafka_bootstrap_from_env(),
-        pg_dsn=pg_dsn_from_env(),  # type: ignore[arg-type]
-        topic_prefix=f"t{tag}.",
-        app_id=f"cm-{tag}",
-        partitions=partitions,
-        mode="replay",
-        web_port=free_port(),
-        data_dir=tmp / f"worker-{tag}",
-        **extra,
-    )
+    values: dict[str, Any] = {
+        "kafka_bootstrap": kafka_bootstrap_from_env(),
+        "pg_dsn": pg_dsn_from_env(),
+        "topic_prefix": f"t{tag}.",
+        "app_id": f"cm-{tag}",
+        "partitions": partitions,
+        "mode": "replay",
+        "web_port": free_port(),
+        "data_dir": tmp / f"worker-{tag}",
+    }
+    return Settings(**{**values, **extra})
 
 
 def env_of(settings: Settings) -> dict[str, str]:

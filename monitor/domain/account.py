@@ -44,6 +44,7 @@ from .policy import Policy, Thresholds
 from .position import BUCKETS, Position, compute_position
 
 UTC = dt.timezone.utc
+_UNSET = object()
 
 
 @lru_cache(maxsize=1024)
@@ -71,6 +72,7 @@ class Assessment:
     thresholds: Thresholds
     today: dt.date
     effective_limit: Decimal | None
+    wake: object = None
 
 
 @dataclass(slots=True)
@@ -103,6 +105,11 @@ class Account:
     wake_at: dt.datetime | None = None
     next_prune_at: dt.datetime | None = None
     overdue: bool = False
+    # Every change bumps `rev`; an assessment is reused while nothing it depends on
+    # (documents, status, rates, local date) has changed.
+    rev: int = field(default=0, compare=False, repr=False)
+    _assessed: tuple[tuple[Any, ...], Assessment] | None = field(
+        default=None, compare=False, repr=False)
 
     @property
     def key(self) -> str:
@@ -139,7 +146,9 @@ class Account:
         if self._release_blocked(ctx, assessment, out):
             assessment = self.assess(ctx)
             self._record_status(assessment, out)
-        self.wake_at = self._next_wake(assessment)
+        if assessment.wake is _UNSET:
+            assessment.wake = self._next_wake(assessment)
+        self.wake_at = assessment.wake  # type: ignore[assignment]
         self.overdue = assessment.position.overdue_amount > 0
         return out
 
@@ -151,6 +160,7 @@ class Account:
         if self.last_time is None or time > self.last_time:
             self.last_time = time
         self.seq += 1
+        self.rev += 1
         return self.seq
 
     def _adopt_currency(self, currency: str) -> None:
@@ -466,6 +476,7 @@ class Account:
             ))
 
         order.held = ZERO
+        self.rev += 1
         after = self.assess(ctx)
         exposure_after = after.position.total
         limit = pre.effective_limit
@@ -473,6 +484,7 @@ class Account:
             block_at = limit * th.block_utilization
             if exposure_after > block_at:
                 order.held = checked
+                self.rev += 1
                 before = pre.position.total
                 return self._block(order, checked, time, reason(
                     "LIMIT_EXCEEDED",
@@ -502,6 +514,7 @@ class Account:
         self, order: Order, checked: Decimal, time: dt.datetime, why: dict[str, Any]
     ) -> Decision:
         self.seq += 1
+        self.rev += 1
         order.held = checked if order.held == 0 else order.held
         order.block_code = why["code"]
         order.block_reason = why
@@ -518,6 +531,7 @@ class Account:
     def _release(self, order: Order, *, by: str, why: str, time: dt.datetime) -> Decision:
         amount = order.held
         order.held = ZERO
+        self.rev += 1
         order.block_code = None
         order.block_reason = None
         order.blocked_at = None
@@ -554,13 +568,14 @@ class Account:
                 continue
             held = order.held
             order.held = ZERO
+            self.rev += 1
             after = self.assess(ctx).position.total
+            order.held = held
+            self.rev += 1
             limit = assessment.effective_limit
             if limit is not None and self.profile is not None:
                 if after > limit * th.block_utilization:
-                    order.held = held
                     continue
-            order.held = held
             out.append(self._release(
                 order,
                 by="auto",
@@ -582,9 +597,17 @@ class Account:
 
     def assess(self, ctx: Context) -> Assessment:
         """The position and the status rules that fire at `as_of` (CONTRACT 7)."""
-        as_of = self.as_of(ctx) or dt.datetime.min.replace(tzinfo=UTC)
-        tz = zone(self.profile.timezone if self.profile else "UTC")
-        today = as_of.astimezone(tz).date() if as_of.year > 1 else dt.date.min
+        today = _local_date(self.as_of(ctx), self.profile.timezone if self.profile else "UTC")
+        key = (self.rev, today, self.status, codes(self.reasons), id(ctx.policy),
+               id(ctx.fx), ctx.fx.version)
+        cached = self._assessed
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        assessment = self._assess(ctx, today)
+        self._assessed = (key, assessment)
+        return assessment
+
+    def _assess(self, ctx: Context, today: dt.date) -> Assessment:
         profile = self.profile
         th = ctx.policy.for_class(profile.risk_class if profile else None)
         pos = compute_position(
@@ -653,7 +676,7 @@ class Account:
             hold.append(self._overdue_reason(pos, th.hold_overdue_days, cur))
 
         if hold:
-            return Assessment(pos, "HOLD", hold, th, today, limit)
+            return Assessment(pos, "HOLD", hold, th, today, limit, _UNSET)
 
         if profile is not None and limit is not None:
             if exposure > 0 and exposure >= limit * th.warn_utilization:
@@ -684,7 +707,7 @@ class Account:
                 currencies=missing,
                 account_currency=cur,
             ))
-        return Assessment(pos, "WARNING" if warn else "OK", warn, th, today, limit)
+        return Assessment(pos, "WARNING" if warn else "OK", warn, th, today, limit, _UNSET)
 
     @staticmethod
     def _overdue_reason(pos: Position, threshold: int, cur: str | None) -> dict[str, Any]:
@@ -805,6 +828,8 @@ class Account:
         }
         for kind, doc_id in gone:
             del stores[kind][doc_id]
+        if gone:
+            self.rev += 1
         return len(gone)
 
     # ---- reporting -----------------------------------------------------------------
@@ -898,6 +923,14 @@ class Account:
                 for i, v in pos.note_unapplied.items()
             ],
         }
+
+
+@lru_cache(maxsize=4096)
+def _local_date(as_of: dt.datetime | None, timezone: str) -> dt.date:
+    """The calendar date of `as_of` in the account's time zone (CONTRACT 1)."""
+    if as_of is None:
+        return dt.date.min
+    return as_of.astimezone(zone(timezone)).date()
 
 
 def _percent(exposure: Decimal, limit: Decimal) -> str:

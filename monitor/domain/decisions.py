@@ -25,6 +25,10 @@ def reason(code: str, detail: str, **values: Any) -> dict[str, Any]:
 
 
 def codes(reasons: list[dict[str, Any]]) -> tuple[str, ...]:
+    if not reasons:
+        return ()
+    if len(reasons) == 1:
+        return (reasons[0]["code"],)
     return tuple(sorted(r["code"] for r in reasons))
 
 

@@ -28,10 +28,11 @@ class FxRate:
 class FxBook:
     """Every rate known so far; of several for one pair, the latest event time counts."""
 
-    __slots__ = ("_rates",)
+    __slots__ = ("_rates", "version")
 
     def __init__(self) -> None:
         self._rates: dict[tuple[str, str], FxRate] = {}
+        self.version = 0
 
     def set(self, rate: FxRate) -> bool:
         """Record a rate; False when an equally recent or later one is already known."""
@@ -39,6 +40,7 @@ class FxBook:
         if known is not None and known.time > rate.time:
             return False
         self._rates[(rate.base, rate.quote)] = rate
+        self.version += 1
         return True
 
     def quote(self, base: str, quote: str) -> FxRate | None:

@@ -1,0 +1,205 @@
+"""Killed workers, a second worker taking over, and PostgreSQL going away mid-stream,
+all on the real broker and database; the results must still equal the evaluator's."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from monitor.domain.policy import Policy
+from monitor.evaluate import evaluate_lines
+from streams.publish import EventPublisher
+
+from . import streamgen
+from .streamkit import (
+    ROOT, Worker, collect, delete_topics, expected_split, make_settings, snapshot_view,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def expected(events: list[dict[str, Any]]) -> tuple[dict, dict, dict]:
+    lines = [orjson.dumps(e) + b"\n" for e in events]
+    return expected_split(list(evaluate_lines(lines, Policy.default_policy(), snapshots=True)))
+
+
+def assert_same_as_evaluator(got: Any, exp: tuple[dict, dict, dict]) -> None:
+    exp_d, exp_r, exp_s = exp
+    assert not got.conflicting, "a repeated decision must carry the same id and content"
+    missing = set(exp_d) - set(got.decisions)
+    extra = set(got.decisions) - set(exp_d)
+    assert not missing and not extra, (len(missing), len(extra))
+    assert got.decisions == exp_d
+    assert {i: r["data"]["error"] for i, r in got.rejected.items()} == {
+        i: r["data"]["error"] for i, r in exp_r.items()}
+    assert {a: snapshot_view(s) for a, s in got.snapshots.items()} == {
+        a: snapshot_view(s) for a, s in exp_s.items()}
+
+
+def test_worker_killed_five_times_loses_and_doubles_nothing(tmp_path: Path,
+                                                           kafka_bootstrap: str) -> None:
+    events = streamgen.generate(100_000, 2_000, seed=5)
+    exp = expected(events)
+    settings = make_settings(tmp_path, partitions=4)
+    log = tmp_path / "worker.log"
+    rnd = random.Random(2026)
+    kills = 0
+
+    async def main() -> Any:
+        nonlocal kills
+        worker = Worker(settings, log).start()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, worker.wait_ready)
+        async with EventPublisher(settings) as pub:
+            await pub.publish_all(events)
+        try:
+            while kills < 5:
+                # A random point of the stream: after some seconds of processing.
+                await asyncio.sleep(rnd.uniform(2.0, 9.0))
+                worker.kill()
+                kills += 1
+                worker = Worker(settings, log, web_port=worker.settings.web_port).start()
+                await loop.run_in_executor(None, worker.wait_ready)
+            return await collect(settings, want_decisions=len(exp[0]),
+                                 want_rejected=len(exp[1]), timeout=600)
+        finally:
+            worker.stop()
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        asyncio.run(delete_topics(settings))
+
+    assert kills == 5
+    assert log.read_text(errors="replace").count("credit engines ready") >= 6
+    assert_same_as_evaluator(got, exp)
+
+
+def test_second_worker_takes_over_when_the_first_is_killed(tmp_path: Path,
+                                                          kafka_bootstrap: str) -> None:
+    events = streamgen.generate(20_000, 600, seed=9)
+    exp = expected(events)
+    settings = make_settings(tmp_path, partitions=4)
+    first = Worker(settings, tmp_path / "a.log")
+    second = Worker(settings, tmp_path / "b.log")
+
+    async def main() -> Any:
+        loop = asyncio.get_running_loop()
+        first.start()
+        second.start()
+        await loop.run_in_executor(None, first.wait_ready)
+        await loop.run_in_executor(None, second.wait_ready)
+        # Both share the partitions once the group has settled.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            a = orjson.loads(first.get("/ready")[1]).get("partitions", [])
+            b = orjson.loads(second.get("/ready")[1]).get("partitions", [])
+            if a and b and sorted(a + b) == [0, 1, 2, 3]:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"partitions not shared: {a} {b}")
+        half = len(events) // 2
+        async with EventPublisher(settings) as pub:
+            await pub.publish_all(events[:half])
+        await asyncio.sleep(4)
+        first.kill()
+        async with EventPublisher(settings) as pub:
+            await pub.publish_all(events[half:])
+        got = await collect(settings, want_decisions=len(exp[0]), want_rejected=len(exp[1]),
+                            timeout=400)
+        owned = orjson.loads(second.get("/ready")[1])["partitions"]
+        return got, owned
+
+    try:
+        got, owned = asyncio.run(main())
+    finally:
+        first.stop()
+        second.stop()
+        asyncio.run(delete_topics(settings))
+
+    assert owned == [0, 1, 2, 3]
+    assert_same_as_evaluator(got, exp)
+
+
+def _postgres(action: str) -> None:
+    subprocess.run(["bash", str(ROOT / "deploy" / "postgres.sh"), action], check=True,
+                   capture_output=True, timeout=120)
+
+
+def test_postgres_away_for_30_seconds_loses_and_duplicates_no_audit_row(
+        tmp_path: Path, kafka_bootstrap: str, pg_dsn: str) -> None:
+    schema = f"cm_resilience_{uuid.uuid4().hex[:8]}"
+    events = streamgen.generate(6_000, 200, seed=3)
+    exp_d, exp_r, exp_s = expected(events)
+    dsn = f"{pg_dsn}?search_path={schema}"
+    settings = make_settings(tmp_path, partitions=3, pg_dsn=dsn)
+    worker = Worker(settings, tmp_path / "worker.log")
+
+    async def count(query: str) -> int:
+        conn = await asyncpg.connect(pg_dsn, server_settings={"search_path": schema})
+        try:
+            return int(await conn.fetchval(query))
+        finally:
+            await conn.close()
+
+    async def main() -> tuple[list[str], int, int]:
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        await conn.close()
+        loop = asyncio.get_running_loop()
+        worker.start()
+        await loop.run_in_executor(None, worker.wait_ready)
+        half = len(events) // 2
+        async with EventPublisher(settings) as pub:
+            await pub.publish_all(events[:half])
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if await count("SELECT count(*) FROM audit_log") > 0:
+                    break
+            except asyncpg.UndefinedTableError:
+                pass
+            await asyncio.sleep(0.5)
+        _postgres("stop")
+        try:
+            async with EventPublisher(settings) as pub:
+                await pub.publish_all(events[half:])
+            await asyncio.sleep(30)
+        finally:
+            _postgres("start")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if await count("SELECT count(*) FROM audit_log") >= len(exp_d):
+                break
+            await asyncio.sleep(1)
+        await asyncio.sleep(3)  # anything beyond the expected rows would show now
+        conn = await asyncpg.connect(pg_dsn, server_settings={"search_path": schema})
+        try:
+            ids = [r["output_id"] for r in await conn.fetch("SELECT output_id FROM audit_log")]
+            rejected = int(await conn.fetchval("SELECT count(*) FROM rejected_events"))
+            snapshots = int(await conn.fetchval("SELECT count(*) FROM account_snapshots"))
+        finally:
+            await conn.close()
+        return ids, rejected, snapshots
+
+    try:
+        ids, rejected, snapshots = asyncio.run(main())
+    finally:
+        worker.stop()
+        asyncio.run(delete_topics(settings))
+
+    assert len(ids) == len(set(ids))
+    assert set(ids) == set(exp_d)
+    assert rejected == len(exp_r)
+    assert snapshots == len(exp_s)
+    assert "not available" in worker.tail(200_000) or "failed" in worker.tail(200_000)
