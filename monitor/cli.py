@@ -32,7 +32,108 @@ def build_parser() -> argparse.ArgumentParser:
         "worker",
         help="run the streaming service (settings from CREDIT_MONITOR_* variables)",
     )
+    _add_replay(sub)
+    _add_summary(sub)
     return parser
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
+def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rp = sub.add_parser(
+        "replay",
+        help="publish a data set or a file of events to Kafka, in event-time order",
+        description="Publish a history to the monitor's input topic as contract "
+        "events (settings from CREDIT_MONITOR_* variables). Events the monitor has "
+        "seen within CREDIT_MONITOR_RETENTION_DAYS of event time change nothing.",
+    )
+    rp.add_argument(
+        "dataset", metavar="DATASET",
+        help="ibm, online-retail (from data/, with a daily clock tick), or a "
+        "JSON-lines file of contract events in time order",
+    )
+    rp.add_argument(
+        "--speed", type=_positive_float, metavar="X",
+        help="seconds of event time per wall-clock second, e.g. 86400 for a day a "
+        "second (default: as fast as possible)",
+    )
+    rp.add_argument(
+        "--limit-rule", metavar="R",
+        help="credit limits: fixed:N, mean-invoice:K, median-invoice:K or "
+        "max-invoice:K, optionally ,round=R,min=M (default: fixed:250 for ibm, "
+        "median-invoice:4,round=100,min=200 for online-retail)",
+    )
+    rp.add_argument(
+        "--risk-rule", metavar="R",
+        help="risk classes: late-share:A,B,C or fixed:X (default: late-share:0.1,0.3,0.6)",
+    )
+    rp.add_argument(
+        "--seed", type=int, metavar="N",
+        help="seed of the invented payment delays, online-retail only (default: 0)",
+    )
+    rp.add_argument(
+        "--customers", type=int, metavar="N",
+        help="only the N customers seen first (default: all)",
+    )
+    rp.add_argument(
+        "--wait", action="store_true",
+        help="then wait until the worker has processed every event and the audit "
+        "store in PostgreSQL is up to date",
+    )
+    rp.add_argument(
+        "--wait-timeout", type=_positive_float, default=600.0, metavar="SECONDS",
+        help="give up waiting after this long (default: %(default).0f)",
+    )
+    rp.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _add_summary(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sm = sub.add_parser(
+        "summary",
+        help="print accounts by status, holds, blocked orders, exposures and overdue "
+        "aging from PostgreSQL",
+    )
+    sm.add_argument(
+        "--top", type=int, default=10, metavar="N",
+        help="how many exposures and held accounts to list (default: %(default)s)",
+    )
+    sm.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _run_replay(args: argparse.Namespace) -> int:
+    from monitor.kafka_config import KafkaUnavailable
+    from monitor.replay import MonitorBehind, ReplayError, run
+    from monitor.settings import SettingsError, load_settings
+
+    try:
+        return run(args, load_settings())
+    except (SettingsError, ReplayError, KafkaUnavailable) as exc:
+        print(f"credit-monitor replay: {exc}", file=sys.stderr)
+        return 2
+    except MonitorBehind as exc:
+        print(f"credit-monitor replay: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("credit-monitor replay: interrupted; replaying again is harmless",
+              file=sys.stderr)
+        return 130
+
+
+def _run_summary(args: argparse.Namespace) -> int:
+    from monitor.settings import SettingsError, load_settings
+    from monitor.summary import SummaryUnavailable, run
+
+    try:
+        return run(load_settings(), top=args.top, as_json_output=args.json,
+                   out=sys.stdout)
+    except (SettingsError, SummaryUnavailable) as exc:
+        print(f"credit-monitor summary: {exc}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             from monitor.worker import run_worker
 
             return run_worker()
+        if args.command == "replay":
+            return _run_replay(args)
+        if args.command == "summary":
+            return _run_summary(args)
     except PolicyError as exc:
         print(f"credit-monitor: bad policy: {exc}", file=sys.stderr)
         return 2

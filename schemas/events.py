@@ -334,7 +334,7 @@ InputEvent = Annotated[
     Union[AccountEvent, FxRateSet, ClockTicked], Field(discriminator="type")
 ]
 INPUT_TYPES: dict[str, type[Envelope]] = {
-    cls.model_fields["type"].annotation.__args__[0]: cls  # type: ignore[union-attr]
+    cls.model_fields["type"].annotation.__args__[0]: cls  # type: ignore[union-attr,unused-ignore]
     for cls in (*AccountEvent.__args__, FxRateSet, ClockTicked)  # type: ignore[attr-defined]
 }
 ACCOUNT_EVENT_TYPES = frozenset(INPUT_TYPES) - {"fx.rate.set", "clock.tick"}
@@ -448,6 +448,9 @@ class EventRejectedData(BaseModel):
 
 
 class _Output(Envelope):
+    time: AwareDatetime | None = Field(  # type: ignore[assignment]
+        default=None, description="business time of the cause; absent when unknown"
+    )
     causationid: str | None = Field(
         default=None, description="id of the input event that caused this output"
     )

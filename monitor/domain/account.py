@@ -185,11 +185,11 @@ class Account:
                 gate.append(_late_rejection(first.event, str(exc)))
 
     def _has(self, kind: str, doc_id: str) -> bool:
-        return doc_id in {
-            "order": self.orders,
-            "invoice": self.invoices,
-            "payment": self.payments,
-        }[kind]
+        if kind == "order":
+            return doc_id in self.orders
+        if kind == "invoice":
+            return doc_id in self.invoices
+        return doc_id in self.payments
 
     # ---- handlers, one per input type --------------------------------------------
 

@@ -84,7 +84,7 @@ class CreditEngine:
             outcome.outputs.append(self._rejected(exc.original, str(exc), origin))
             return outcome
         outcome.cause = f"{event.source}\x1f{event.id}"
-        outcome.broadcast = event.type in ("clock.tick", "fx.rate.set")
+        outcome.broadcast = getattr(event, "type", "") in ("clock.tick", "fx.rate.set")
         outcome.outputs.extend(self.apply(event, origin))
         return outcome
 
@@ -238,10 +238,11 @@ class CreditEngine:
             "id": out_id,
             "source": OUTPUT_SOURCE,
             "type": kind,
-            "time": time,
-            "subject": subject,
-            "datacontenttype": "application/json",
         }
+        if time is not None:  # CloudEvents: optional, but never null
+            envelope["time"] = time
+        envelope["subject"] = subject
+        envelope["datacontenttype"] = "application/json"
         if cause is not None:
             envelope["causationid"] = cause
         envelope["data"] = data
@@ -251,13 +252,12 @@ class CreditEngine:
         self, original: Any, error: str, origin: dict[str, Any], key: str | None = None
     ) -> dict[str, Any]:
         ident = _identity(original)
-        time = original.get("time") if isinstance(original, dict) else None
         return self._envelope(
             "credit.event.rejected",
             {"error": error, "event": _jsonable(original), "origin": origin},
             key,
             output_id("rejected", *ident),
-            time if isinstance(time, str) else None,
+            _event_time(original),
             "/".join(ident) if len(ident) == 2 else None,
         )
 
@@ -269,6 +269,18 @@ def account_currencies(account: Account) -> set[str]:
         for doc in docs.values():
             found.add(doc.currency)
     return found
+
+
+def _event_time(original: Any) -> str | None:
+    """The rejected event's own time in UTC, when it has a readable one."""
+    raw = original.get("time") if isinstance(original, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return _iso(parsed) if parsed.tzinfo is not None else None
 
 
 def _identity(original: Any) -> tuple[str, ...]:

@@ -219,11 +219,11 @@ def compute_position(
         days = (today - inv.due_date).days
         if days <= grace_days or days <= 0:
             continue
-        amount = fx.convert(value, inv.currency, currency)
-        if amount is None:
+        overdue = fx.convert(value, inv.currency, currency)
+        if overdue is None:
             continue  # already listed as unconverted
-        pos.overdue_amount += amount
-        pos.buckets[bucket_of(days)] += amount
+        pos.overdue_amount += overdue
+        pos.buckets[bucket_of(days)] += overdue
         pos.oldest_overdue_days = max(pos.oldest_overdue_days, days)
     return pos
 
