@@ -38,9 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text}")
     return value
 
 
@@ -77,7 +87,7 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="seed of the invented payment delays, online-retail only (default: 0)",
     )
     rp.add_argument(
-        "--customers", type=int, metavar="N",
+        "--customers", type=_positive_int, metavar="N",
         help="only the N customers seen first (default: all)",
     )
     rp.add_argument(
@@ -99,7 +109,7 @@ def _add_summary(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "aging from PostgreSQL",
     )
     sm.add_argument(
-        "--top", type=int, default=10, metavar="N",
+        "--top", type=_positive_int, default=10, metavar="N",
         help="how many exposures and held accounts to list (default: %(default)s)",
     )
     sm.add_argument("--json", action="store_true", help="print JSON instead of text")

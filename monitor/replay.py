@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import os
 import sys
 import time
 from collections import Counter
@@ -30,7 +32,7 @@ from aiokafka.errors import KafkaError
 from tqdm import tqdm
 
 from monitor.datasets import ibm, online_retail
-from monitor.datasets.common import LimitRule, RiskRule, RuleError
+from monitor.datasets.common import DEFAULT_RISK_RULE, LimitRule, RiskRule, RuleError
 from monitor.kafka_config import KafkaUnavailable, kafka_client_kwargs
 from monitor.settings import Settings
 from schemas import topics
@@ -101,10 +103,12 @@ def load_history(
         if dataset == "ibm":
             if seed is not None:
                 raise ReplayError("--seed only applies to online-retail")
-            limit = LimitRule.parse(limit_rule) if limit_rule else ibm.DEFAULT_LIMIT_RULE
+            limit = (
+                LimitRule.parse(limit_rule) if limit_rule else ibm.DEFAULT_LIMIT_RULE
+            )
             events = ibm.events(
                 limit_rule=limit,
-                risk_rule=risk or ibm.DEFAULT_RISK_RULE,
+                risk_rule=risk or DEFAULT_RISK_RULE,
                 customers=customers,
             )
         else:
@@ -116,17 +120,25 @@ def load_history(
             events = online_retail.events(
                 seed=seed or 0,
                 limit_rule=limit,
-                risk_rule=risk or online_retail.DEFAULT_RISK_RULE,
+                risk_rule=risk or DEFAULT_RISK_RULE,
                 customers=customers,
             )
         converted = list(events)
     except RuleError as exc:
         raise ReplayError(str(exc)) from exc
     except FileNotFoundError as exc:
-        raise ReplayError(
-            f"{exc.filename}: no such file; the data files belong in data/ at the top "
-            "of the project (or set CREDIT_MONITOR_DATA_DIR)"
-        ) from exc
+        hint = (
+            "the data files belong in data/ at the top of the project (or set "
+            "CREDIT_MONITOR_DATA_DIR)"
+        )
+        if os.environ.get("CREDIT_MONITOR_DATA_DIR"):
+            # The worker reads the same variable as its own data folder.
+            hint = (
+                "CREDIT_MONITOR_DATA_DIR is set, and it names both the data sets' "
+                "folder and the worker's data folder; unset it for the replay to read "
+                "data/ at the top of the project"
+            )
+        raise ReplayError(f"{exc.filename}: no such file; {hint}") from exc
     return History(dataset, converted, len(converted))
 
 
@@ -241,7 +253,6 @@ async def replay(
         total=history.total,
         desc=f"replay {history.name}",
         unit=" events",
-        unit_scale=True,
         file=sys.stderr,
         disable=not progress,
         dynamic_ncols=True,
@@ -408,6 +419,9 @@ def print_result(result: ReplayResult, settings: Settings, out: IO[str]) -> None
 def run(args: Any, settings: Settings) -> int:
     """`credit-monitor replay`: load, publish, report, and optionally wait."""
     quiet: bool = args.quiet
+    # Kafka trouble reaches the user as one message with the remedy; aiokafka's own
+    # log lines about it would only repeat it in a rawer form.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     history = load_history(
         args.dataset,
         limit_rule=args.limit_rule,

@@ -171,7 +171,7 @@ def render_text(summary: Summary, *, top: int, source: str) -> str:
     # Holds.
     lines += ["", f"Accounts on hold: {len(summary.on_hold):,}"]
     for held in summary.on_hold[:top]:
-        overdue = (
+        days = (
             f", {held.oldest_overdue_days} days overdue"
             if held.oldest_overdue_days
             else ""
@@ -179,7 +179,7 @@ def render_text(summary: Summary, *, top: int, source: str) -> str:
         lines.append(
             f"  {held.account:<22} {', '.join(held.reason_codes) or '-':<28} "
             f"exposure {_money(held.exposure_total)} of {_money(held.effective_limit)} "
-            f"{held.currency or ''}{overdue}"
+            f"{held.currency or ''}{days}"
         )
     if len(summary.on_hold) > top:
         lines.append(f"  ... and {len(summary.on_hold) - top:,} more")
@@ -193,7 +193,10 @@ def render_text(summary: Summary, *, top: int, source: str) -> str:
             order.amount or Decimal(0)
         )
     totals = ", ".join(f"{_money(v)} {k}" for k, v in sorted(total_by_currency.items()))
-    lines += ["", f"Blocked orders: {len(blocked):,}" + (f" ({totals})" if totals else "")]
+    lines += [
+        "",
+        f"Blocked orders: {len(blocked):,}" + (f" ({totals})" if totals else ""),
+    ]
     largest = sorted(blocked, key=lambda o: o.amount or Decimal(0), reverse=True)
     for order in largest[: min(top, 5)]:
         lines.append(
@@ -227,9 +230,7 @@ def render_text(summary: Summary, *, top: int, source: str) -> str:
     if not overdue:
         lines.append("  nothing overdue")
     else:
-        lines.append(
-            "  " + " " * 8 + "".join(f"{b:>12}" for b in queries.BUCKETS)
-        )
+        lines.append("  " + " " * 8 + "".join(f"{b:>12}" for b in queries.BUCKETS))
         for currency, buckets in sorted(overdue.items()):
             lines.append(
                 f"  {currency:<8}"
@@ -244,10 +245,12 @@ def render_text(summary: Summary, *, top: int, source: str) -> str:
         "History in the audit log"
         + (f" (since {_when(h.first_event)})" if h.first_event else ""),
         f"  status changes          {changes:>7,}",
-        "  order decisions         "
-        f"{by_type.get('credit.order.approved', 0):>7,} approved, "
-        f"{by_type.get('credit.order.blocked', 0):,} blocked, "
-        f"{by_type.get('credit.order.released', 0):,} released",
+        (
+            "  order decisions         "
+            f"{by_type.get('credit.order.approved', 0):>7,} approved, "
+            f"{by_type.get('credit.order.blocked', 0):,} blocked, "
+            f"{by_type.get('credit.order.released', 0):,} released"
+        ),
         f"  accounts ever on HOLD   {h.accounts_ever_on_hold:>7,} of {s.accounts:,}"
         + (
             "  ("
