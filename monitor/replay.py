@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import sys
 import time
 from collections import Counter
@@ -131,13 +130,6 @@ def load_history(
             "the data files belong in data/ at the top of the project (or set "
             "CREDIT_MONITOR_DATA_DIR)"
         )
-        if os.environ.get("CREDIT_MONITOR_DATA_DIR"):
-            # The worker reads the same variable as its own data folder.
-            hint = (
-                "CREDIT_MONITOR_DATA_DIR is set, and it names both the data sets' "
-                "folder and the worker's data folder; unset it for the replay to read "
-                "data/ at the top of the project"
-            )
         raise ReplayError(f"{exc.filename}: no such file; {hint}") from exc
     return History(dataset, converted, len(converted))
 

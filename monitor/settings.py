@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     )
     replication_factor: int = Field(1, ge=1, description="replication of created topics")
     app_id: str = Field("credit-monitor", description="consumer group and changelog prefix")
+    kafka_session_timeout_seconds: float = Field(
+        10.0, gt=0,
+        description="how long the group waits for a silent worker before its partitions "
+        "move to another; a killed worker's partitions resume after about this long",
+    )
 
     # ---- PostgreSQL ----
     pg_dsn: SecretStr = Field(
@@ -74,7 +79,7 @@ class Settings(BaseSettings):
     # ---- service ----
     web_host: str = Field("127.0.0.1", description="address of /health, /ready, /metrics")
     web_port: int = Field(8080, ge=1, le=65535, description="port of the web endpoints")
-    data_dir: Path = Field(Path(".var/worker"), description="faust's local data folder")
+    state_dir: Path = Field(Path(".var/worker"), description="the worker's local folder")
     log_format: Literal["text", "json"] = Field("text", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
 

@@ -100,7 +100,7 @@ class CreditStreams:
             topic_replication_factor=settings.replication_factor,
             topic_allow_declare=True,
             topic_disable_leader=True,
-            datadir=str(settings.data_dir),
+            datadir=str(settings.state_dir),
             web_enabled=True,
             web_host=settings.web_host,
             web_bind=settings.web_host,
@@ -116,6 +116,8 @@ class CreditStreams:
             producer_linger_ms=5,
             consumer_auto_offset_reset="earliest",
             table_standby_replicas=0,
+            broker_session_timeout=settings.kafka_session_timeout_seconds,
+            broker_heartbeat_interval=max(1.0, settings.kafka_session_timeout_seconds / 4),
             # A topic created while the group formed is noticed in seconds, not minutes.
             consumer_metadata_max_age_ms=15000,
         )

@@ -46,7 +46,7 @@ def make_settings(tmp: Path, partitions: int = 4, **extra: Any) -> Settings:
         "partitions": partitions,
         "mode": "replay",
         "web_port": free_port(),
-        "data_dir": tmp / f"worker-{tag}",
+        "state_dir": tmp / f"worker-{tag}",
     }
     return Settings(**{**values, **extra})
 

@@ -51,9 +51,6 @@ def cli(
     settings: Settings, *args: str, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
     env = env_of(settings)
-    # The same variable names the worker's data folder and the data sets' folder;
-    # the commands here need only the latter, at its default.
-    env.pop("CREDIT_MONITOR_DATA_DIR", None)
     return subprocess.run(
         [sys.executable, "-m", "monitor", *args],
         check=False,
