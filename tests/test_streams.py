@@ -153,3 +153,93 @@ def test_generated_stream_decides_the_same_through_kafka(tmp_path: Path,
         i: r["data"]["error"] for i, r in exp_r.items()}
     assert {a: snapshot_view(s) for a, s in got.snapshots.items()} == {
         a: snapshot_view(s) for a, s in exp_s.items()}
+
+
+def test_bad_records_go_to_rejected_with_their_bytes_and_position(
+        tmp_path: Path, kafka_bootstrap: str) -> None:
+    import base64
+
+    import orjson
+
+    settings = make_settings(tmp_path, partitions=2)
+    good = {"specversion": "1.0", "id": "ok-1", "source": "erp/t",
+            "type": "erp.credit_profile.set", "time": "2026-01-01T00:00:00Z",
+            "data": {"customer_id": "C1", "currency": "EUR", "credit_limit": "100",
+                     "risk_class": "B"}}
+    bad = [b"\xff\xfe not utf-8", b"{not json", b'{"type": "erp.order.teleported"}',
+           orjson.dumps({**good, "id": "bad-1", "data": {**good["data"],
+                                                        "currency": "XYZ"}})]
+    worker = Worker(settings, tmp_path / "worker.log").start()
+
+    async def main() -> Any:
+        await asyncio.get_running_loop().run_in_executor(None, worker.wait_ready)
+        async with EventPublisher(settings) as pub:
+            for raw in bad:
+                await pub.publish_raw(raw, partition=1)
+            await pub.publish(good)
+        return await collect(settings, want_decisions=0, want_rejected=len(bad), idle=4)
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        worker.stop()
+        asyncio.run(delete_topics(settings))
+
+    rejected = sorted(got.rejected.values(), key=lambda r: r["data"]["origin"]["offset"])
+    assert [base64.b64decode(r["data"]["original_base64"]) for r in rejected] == bad
+    assert [r["data"]["origin"]["offset"] for r in rejected] == [0, 1, 2, 3]
+    assert {r["data"]["origin"]["topic"] for r in rejected} == {
+        settings.topic("credit.events")}
+    assert {r["data"]["origin"]["partition"] for r in rejected} == {1}
+    errors = [r["data"]["error"] for r in rejected]
+    assert errors[0].startswith("not UTF-8") and errors[1].startswith("not JSON")
+    assert "unknown event type" in errors[2] and "ISO 4217" in errors[3]
+    assert "main/C1" in got.snapshots  # and the good record after them was applied
+
+
+def test_live_mode_wall_clock_makes_an_invoice_overdue_without_new_events(
+        tmp_path: Path, kafka_bootstrap: str) -> None:
+    import datetime as dt
+
+    settings = make_settings(tmp_path, partitions=2, mode="live",
+                             tick_interval_seconds=1.0)
+    now = dt.datetime.now(dt.timezone.utc)
+    issued = (now - dt.timedelta(days=40)).isoformat().replace("+00:00", "Z")
+    due = (now - dt.timedelta(days=3)).date()
+    events = [
+        {"specversion": "1.0", "id": "live-1", "source": "erp/t",
+         "type": "erp.credit_profile.set", "time": issued,
+         "data": {"customer_id": "L1", "currency": "EUR", "credit_limit": "1000",
+                  "risk_class": "B"}},
+        {"specversion": "1.0", "id": "live-2", "source": "erp/t",
+         "type": "erp.invoice.issued", "time": issued,
+         "data": {"customer_id": "L1", "invoice_id": "INV1", "amount": "100",
+                  "currency": "EUR", "due_date": str(due)}},
+    ]
+    worker = Worker(settings, tmp_path / "worker.log")
+
+    async def main() -> Any:
+        from streams.topology import ensure_topics
+
+        # The events go in before the worker starts, so they come before its first tick.
+        await ensure_topics(settings)
+        async with EventPublisher(settings) as pub:
+            await pub.publish_all(events)
+        worker.start()
+        await asyncio.get_running_loop().run_in_executor(None, worker.wait_ready)
+        return await collect(settings, want_decisions=1, idle=3, timeout=60)
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        worker.stop()
+        asyncio.run(delete_topics(settings))
+
+    changes = [d["data"] for d in got.decisions.values()
+               if d["type"] == "credit.account.status_changed"]
+    assert [(c["status"], [r["code"] for r in c["reasons"]]) for c in changes] == [
+        ("WARNING", ["OVERDUE"])]
+    tick_caused = [d for d in got.decisions.values()
+                   if d["causationid"].startswith("credit-monitor/clock/")]
+    assert tick_caused, "the status change must come from a wall-clock tick"
+    assert got.snapshots["main/L1"]["data"]["overdue"]["oldest_days"] == 3
