@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_replay(sub)
     _add_summary(sub)
+    _add_backtest(sub)
     return parser
 
 
@@ -115,6 +116,45 @@ def _add_summary(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     sm.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
+def _add_backtest(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bt = sub.add_parser(
+        "backtest",
+        help="write an HTML report of how the credit rules did on a history",
+        description="Early signs of late payment, blocked and released orders, the "
+        "riskiest accounts' exposure over time, and policies side by side, as one "
+        "HTML file. Decisions come from the offline evaluator, or with --from-audit "
+        "from the live service's audit log in PostgreSQL (CREDIT_MONITOR_PG_DSN).",
+    )
+    bt.add_argument(
+        "dataset", metavar="DATASET",
+        help="ibm, online-retail (from data/, as `replay` converts them), or a "
+        "JSON-lines file of contract events in time order",
+    )
+    bt.add_argument("--out", required=True, metavar="FILE", help="the HTML file to write")
+    bt.add_argument(
+        "--from-audit", action="store_true",
+        help="take the decisions from the audit log the worker wrote (settings from "
+        "CREDIT_MONITOR_* variables) instead of evaluating",
+    )
+    bt.add_argument(
+        "--policy", action="append", metavar="P.toml",
+        help="a policy to compare; repeat for up to three, the first is the policy in "
+        "use (default: the worker's policy or the built-in one, beside a stricter "
+        "and a looser one)",
+    )
+    bt.add_argument(
+        "--top", type=_positive_int, default=5, metavar="N",
+        help="how many of the riskiest accounts to chart (default: %(default)s)",
+    )
+    bt.add_argument("--limit-rule", metavar="R", help="as for replay")
+    bt.add_argument("--risk-rule", metavar="R", help="as for replay")
+    bt.add_argument("--seed", type=int, metavar="N", help="as for replay")
+    bt.add_argument(
+        "--customers", type=_positive_int, metavar="N",
+        help="only the N customers seen first, as for replay (default: all)",
+    )
+
+
 def _run_replay(args: argparse.Namespace) -> int:
     from monitor.kafka_config import KafkaUnavailable
     from monitor.replay import MonitorBehind, ReplayError, run
@@ -163,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
             return _run_replay(args)
         if args.command == "summary":
             return _run_summary(args)
+        if args.command == "backtest":
+            from monitor.backtest.command import run as run_backtest
+
+            return run_backtest(args, sys.stdout, sys.stderr)
     except PolicyError as exc:
         print(f"credit-monitor: bad policy: {exc}", file=sys.stderr)
         return 2
