@@ -11,7 +11,7 @@
 #      and wait until it answers /ready;
 #   4. `credit-monitor replay ibm --wait`: publish the history, then wait until
 #      the worker has processed it and the audit sink has stored every output;
-#   5. `credit-monitor summary`;
+#   5. `credit-monitor summary`, then the backtest report (.var/report.html);
 #   6. stop the worker (Kafka and PostgreSQL keep running).
 #
 # The demo has a world of its own, so that neither the test suite nor a monitor
@@ -171,6 +171,9 @@ step "credit-monitor summary"
 "$CM" summary
 echo "(Every invoice of the IBM sample is paid in the end, so the accounts finish"
 echo " with nothing open; the audit log's history shows what happened on the way.)"
+
+step "credit-monitor backtest ibm --from-audit --out .var/report.html"
+"$CM" backtest ibm --from-audit --out .var/report.html  # prints Report: file://...
 
 # ---- 6. done ------------------------------------------------------------------
 step "stopping the worker"

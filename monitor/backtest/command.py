@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 from typing import IO
 
@@ -18,7 +17,9 @@ class BacktestError(Exception):
     """The report cannot be made; the message says why and what to do."""
 
 
-def policies_for(paths: list[str] | None, in_use: Path | None) -> list[tuple[str, Policy]]:
+def policies_for(
+    paths: list[str] | None, in_use: Path | None
+) -> list[tuple[str, Policy]]:
     """The policies to compare: the files given, or the policy in use (the
     worker's `CREDIT_MONITOR_POLICY_PATH` or the built-in one) beside a stricter and
     a looser one."""

@@ -25,12 +25,12 @@ STATUS_CHANGED = "credit.account.status_changed"
 STATUSES = ("OK", "WARNING", "HOLD")
 LATE_DAYS = (0, 10)
 """an invoice is late when paid more than this many days after its due date"""
-RELEASE_BUCKETS: tuple[tuple[str, int], ...] = (
+RELEASE_BUCKETS: tuple[tuple[str, float], ...] = (
     ("under 1 hour", 3600),
     ("1 hour to 1 day", 86400),
     ("1 to 7 days", 7 * 86400),
     ("7 to 30 days", 30 * 86400),
-    ("over 30 days", math.inf),  # type: ignore[arg-type]
+    ("over 30 days", math.inf),
 )
 
 Decision = dict[str, Any]
@@ -317,7 +317,10 @@ def early_signs(issued: Sequence[tuple[str, int]], unpaid: int = 0) -> EarlySign
         late = sum(1 for d in mine if d > 0)
         by_status.append(
             StatusAtIssue(
-                status, len(mine), late, sum(1 for d in mine if d > 10),
+                status,
+                len(mine),
+                late,
+                sum(1 for d in mine if d > 10),
                 ratio(late, len(mine)),
             )
         )
@@ -336,7 +339,13 @@ def early_signs(issued: Sequence[tuple[str, int]], unpaid: int = 0) -> EarlySign
                 tn += not said and not was
             predictors.append(
                 Predictor(
-                    signal, late_days, tp, fp, fn, tn, ratio(tp, tp + fp),
+                    signal,
+                    late_days,
+                    tp,
+                    fp,
+                    fn,
+                    tn,
+                    ratio(tp, tp + fp),
                     ratio(tp, tp + fn),
                 )
             )
@@ -397,10 +406,10 @@ class _OrderTally:
         waits = sorted(self.waits)
         median, p90 = nearest_rank(waits, 0.5), nearest_rank(waits, 0.9)
         buckets = []
-        low = 0
+        low = 0.0
         for name, high in RELEASE_BUCKETS:
             buckets.append((name, sum(1 for w in waits if low <= w < high)))
-            low = int(high) if high != math.inf else low
+            low = high
         return OrderFigures(
             approved=self.approved,
             blocked=self.blocked,

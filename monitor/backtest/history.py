@@ -72,7 +72,7 @@ def parse_time(text: Any) -> dt.datetime | None:
     if not isinstance(text, str):
         return None
     try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = dt.datetime.fromisoformat(text)
     except ValueError:
         return None
     return moment if moment.tzinfo else None
@@ -165,9 +165,15 @@ def read_history(events: Sequence[Event]) -> History:
                 continue  # a document id used twice is rejected by the monitor
             order_id = data.get("order_id")
             invoice = Invoice(
-                account, invoice_id, position, moment, due, amount,
+                account,
+                invoice_id,
+                position,
+                moment,
+                due,
+                amount,
                 zones.get(account, "UTC"),
-                order_id if isinstance(order_id, str) else None, amount,
+                order_id if isinstance(order_id, str) else None,
+                amount,
             )
             invoices[(account, invoice_id)] = invoice
             currencies.setdefault(account, str(data.get("currency") or ""))
@@ -201,15 +207,15 @@ def read_history(events: Sequence[Event]) -> History:
             for invoice_id, amount in by_payment.pop(
                 (account, str(data.get("payment_id"))), []
             ):
-                invoice = invoices.get((account, invoice_id))
-                if invoice is not None:
-                    invoice.open_amount += amount
-                    if invoice.open_amount > 0:
-                        invoice.paid_at = None
+                reopened = invoices.get((account, invoice_id))
+                if reopened is not None:
+                    reopened.open_amount += amount
+                    if reopened.open_amount > 0:
+                        reopened.paid_at = None
         elif kind == "erp.invoice.cancelled":
-            invoice = invoices.get((account, str(data.get("invoice_id"))))
-            if invoice is not None:
-                invoice.cancelled = True
+            cancelled = invoices.get((account, str(data.get("invoice_id"))))
+            if cancelled is not None:
+                cancelled.cancelled = True
 
     return History(
         events=events,

@@ -50,6 +50,13 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 # ---- charts -----------------------------------------------------------------------
 
 
+def _svg_open(width: int, height: int, title: str) -> str:
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(title)}">'
+    )
+
+
 def bar_chart(
     groups: Sequence[tuple[str, Sequence[tuple[str, float]]]],
     *,
@@ -61,19 +68,21 @@ def bar_chart(
 ) -> str:
     """Grouped (or stacked) bars: one group per label, one bar per (name, value)."""
     names = [name for name, _ in groups[0][1]] if groups else []
-    top = max(
-        (
-            sum(v for _, v in bars) if stacked else max((v for _, v in bars), default=0)
-            for _, bars in groups
-        ),
-        default=0,
-    ) or 1.0
+    top = (
+        max(
+            (
+                sum(v for _, v in bars)
+                if stacked
+                else max((v for _, v in bars), default=0)
+                for _, bars in groups
+            ),
+            default=0,
+        )
+        or 1.0
+    )
     left, bottom, legend = 50, 30, 18 * len(names) if names else 0
     plot_w, plot_h = width - left - 10, height - bottom - 20 - legend
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(title)}">'
-    ]
+    out = [_svg_open(width, height, title)]
     out.append(f'<text x="{left}" y="12">{escape(title)}</text>')
     y0 = 20 + plot_h
     out.append(
@@ -85,7 +94,7 @@ def bar_chart(
     for g, (label, bars) in enumerate(groups):
         x = left + g * slot + slot * 0.1
         bar_w = slot * 0.8 / (1 if stacked else max(1, len(bars)))
-        base = y0
+        base = float(y0)
         for b, (name, value) in enumerate(bars):
             h = plot_h * value / top
             colour = colours[b % len(colours)]
@@ -127,8 +136,7 @@ def line_chart(
     low = min(low, 0.0)
     left, plot_w, plot_h = 70, width - 80, height - 60
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(title)}">',
+        _svg_open(width, height, title),
         f'<text x="{left}" y="12">{escape(title)}</text>',
         f'<text x="{left - 4}" y="24" text-anchor="end">{top:,.0f}</text>',
         f'<text x="{left - 4}" y="{20 + plot_h}" text-anchor="end">{low:,.0f}</text>',
@@ -171,18 +179,34 @@ def line_chart(
 def _early_signs(f: PolicyFigures) -> str:
     es = f.early_signs
     rows = [
-        [s.status, _num(s.invoices), _num(s.late), _num(s.late_over_10), _pct(s.late_share)]
+        [
+            s.status,
+            _num(s.invoices),
+            _num(s.late),
+            _num(s.late_over_10),
+            _pct(s.late_share),
+        ]
         for s in es.by_status
     ]
     rows.append(
-        ["all", _num(es.invoices), _num(es.late), _num(es.late_over_10),
-         _pct(None if not es.invoices else Decimal(es.late) / es.invoices)]
+        [
+            "all",
+            _num(es.invoices),
+            _num(es.late),
+            _num(es.late_over_10),
+            _pct(None if not es.invoices else Decimal(es.late) / es.invoices),
+        ]
     )
     chart = bar_chart(
         [
-            (s.status, [("paid on time", float(s.invoices - s.late)),
-                        ("paid late", float(s.late - s.late_over_10)),
-                        ("more than 10 days late", float(s.late_over_10))])
+            (
+                s.status,
+                [
+                    ("paid on time", float(s.invoices - s.late)),
+                    ("paid late", float(s.late - s.late_over_10)),
+                    ("more than 10 days late", float(s.late_over_10)),
+                ],
+            )
             for s in es.by_status
         ],
         colours=("#4c9a6a", "#e0a030", "#c8443c"),
@@ -190,12 +214,27 @@ def _early_signs(f: PolicyFigures) -> str:
         stacked=True,
     )
     predictors = _table(
-        ["sign at issue", "late means", "true pos.", "false pos.", "false neg.",
-         "true neg.", "precision", "recall"],
         [
-            [p.signal, f"> {p.late_days} days", _num(p.true_positive),
-             _num(p.false_positive), _num(p.false_negative), _num(p.true_negative),
-             _pct(p.precision), _pct(p.recall)]
+            "sign at issue",
+            "late means",
+            "true pos.",
+            "false pos.",
+            "false neg.",
+            "true neg.",
+            "precision",
+            "recall",
+        ],
+        [
+            [
+                p.signal,
+                f"> {p.late_days} days",
+                _num(p.true_positive),
+                _num(p.false_positive),
+                _num(p.false_negative),
+                _num(p.true_negative),
+                _pct(p.precision),
+                _pct(p.recall),
+            ]
             for p in es.predictors
         ],
     )
@@ -213,8 +252,16 @@ def _early_signs(f: PolicyFigures) -> str:
         "more than 0 days after the due date, in the account's time zone. Precision: "
         "of the invoices issued under the sign, the share paid late. Recall: of the "
         f"invoices paid late, the share issued under the sign.{unpaid}</p>"
-        + _table(["status at issue", "invoices", "paid late", "> 10 days late",
-                  "share late"], rows)
+        + _table(
+            [
+                "status at issue",
+                "invoices",
+                "paid late",
+                "> 10 days late",
+                "share late",
+            ],
+            rows,
+        )
         + chart
         + predictors
     )
@@ -234,8 +281,10 @@ def _orders(f: PolicyFigures) -> str:
         ["released", _num(o.released)],
         ["  automatically", _num(o.released_auto)],
         ["  by a person", _num(o.released_manual)],
-        ["invoiced while blocked (taken off the blocked list)",
-         _num(o.invoiced_while_blocked)],
+        [
+            "invoiced while blocked (taken off the blocked list)",
+            _num(o.invoiced_while_blocked),
+        ],
         ["still blocked at the end", _num(o.still_blocked)],
         ["median time to release (hours)", _num(o.median_release_hours, 1)],
         ["90th percentile time to release (hours)", _num(o.p90_release_hours, 1)],
@@ -249,9 +298,7 @@ def _orders(f: PolicyFigures) -> str:
         else "<p>No blocked order was released, so there is no time to release.</p>"
     )
     return (
-        "<h2>2. Orders blocked and released</h2>"
-        + _table(["", "orders"], rows)
-        + chart
+        "<h2>2. Orders blocked and released</h2>" + _table(["", "orders"], rows) + chart
     )
 
 
@@ -261,8 +308,14 @@ def _riskiest(report: Report) -> str:
     for account in report.riskiest:
         r = risks[account]
         rows.append(
-            [account, _num(r.hold_days, 1), _num(r.warning_days, 1),
-             _num(r.status_changes), _num(r.invoices), _num(r.late_invoices)]
+            [
+                account,
+                _num(r.hold_days, 1),
+                _num(r.warning_days, 1),
+                _num(r.status_changes),
+                _num(r.invoices),
+                _num(r.late_invoices),
+            ]
         )
     charts = "".join(_series_chart(s) for s in report.series)
     return (
@@ -271,8 +324,17 @@ def _riskiest(report: Report) -> str:
         '<p class="note">Riskiest: longest on HOLD, then on WARNING, then most late '
         "invoices. Values at the end of each day, from replaying the history "
         "through the credit engine under the policy in use.</p>"
-        + _table(["account", "days on HOLD", "days on WARNING", "status changes",
-                  "invoices", "paid late"], rows)
+        + _table(
+            [
+                "account",
+                "days on HOLD",
+                "days on WARNING",
+                "status changes",
+                "invoices",
+                "paid late",
+            ],
+            rows,
+        )
         + charts
     )
 
@@ -302,29 +364,46 @@ def _comparison(report: Report) -> str:
 
     figures: list[list[str]] = [
         ["status changes", *(_num(p.status_changes) for p in policies)],
-        ["accounts ever on WARNING", *(_num(p.accounts_ever_on_warning) for p in policies)],
+        [
+            "accounts ever on WARNING",
+            *(_num(p.accounts_ever_on_warning) for p in policies),
+        ],
         ["accounts ever on HOLD", *(_num(p.accounts_ever_on_hold) for p in policies)],
-        ["account-days on WARNING", *(_num(p.warning_account_days, 1) for p in policies)],
+        [
+            "account-days on WARNING",
+            *(_num(p.warning_account_days, 1) for p in policies),
+        ],
         ["account-days on HOLD", *(_num(p.hold_account_days, 1) for p in policies)],
     ]
     for signal in ("WARNING or HOLD", "HOLD"):
         for days in (0, 10):
             figures.append(
-                [f"precision of {signal}, > {days} days late",
-                 *(pred(p, signal, days)[0] for p in policies)]
+                [
+                    f"precision of {signal}, > {days} days late",
+                    *(pred(p, signal, days)[0] for p in policies),
+                ]
             )
             figures.append(
-                [f"recall of {signal}, > {days} days late",
-                 *(pred(p, signal, days)[1] for p in policies)]
+                [
+                    f"recall of {signal}, > {days} days late",
+                    *(pred(p, signal, days)[1] for p in policies),
+                ]
             )
     figures += [
         ["orders blocked", *(_num(p.orders.blocked) for p in policies)],
         ["orders released", *(_num(p.orders.released) for p in policies)],
-        ["orders invoiced while blocked",
-         *(_num(p.orders.invoiced_while_blocked) for p in policies)],
-        ["median hours to release",
-         *(_num(p.orders.median_release_hours, 1) for p in policies)],
-        ["p90 hours to release", *(_num(p.orders.p90_release_hours, 1) for p in policies)],
+        [
+            "orders invoiced while blocked",
+            *(_num(p.orders.invoiced_while_blocked) for p in policies),
+        ],
+        [
+            "median hours to release",
+            *(_num(p.orders.median_release_hours, 1) for p in policies),
+        ],
+        [
+            "p90 hours to release",
+            *(_num(p.orders.p90_release_hours, 1) for p in policies),
+        ],
     ]
 
     def share(value: Decimal | None) -> float:
@@ -363,11 +442,9 @@ def _comparison(report: Report) -> str:
 def render_html(report: Report) -> str:
     """The whole page."""
     f = report.decisions
-    period = (
-        f"{(report.first_event or '')[:10]} to {(report.last_event or '')[:10]}"
-    )
+    period = f"{(report.first_event or '')[:10]} to {(report.last_event or '')[:10]}"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>Credit backtest: {escape(report.title)}</title>"
         f"<style>{CSS}</style></head><body>"
         f"<h1>Credit backtest: {escape(report.title)}</h1>"

@@ -76,7 +76,8 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON values: decimals as text."""
-        return _plain(asdict(self))
+        plain: dict[str, Any] = _plain(asdict(self))
+        return plain
 
 
 def _plain(value: Any) -> Any:
@@ -93,7 +94,8 @@ def evaluate(events: Sequence[Event], policy: Policy) -> list[Decision]:
     """The evaluator's decisions (no rejections, no snapshots) over `events`."""
     lines = (orjson.dumps(e) for e in events)
     return [
-        o for o in evaluate_lines(lines, policy, name="backtest")
+        o
+        for o in evaluate_lines(lines, policy, name="backtest")
         if o.get("type") in DECISION_TYPES
     ]
 
