@@ -39,6 +39,8 @@ from monitor.domain.policy import Policy
 from monitor.domain.state import account_from_state, account_to_state
 from monitor.domain.account import Account
 from monitor.domain.fx import FxBook
+from monitor.metrics import CreditMetrics
+from streams import observe
 from streams.audit import AuditService
 from streams.credentials import faust_credentials
 from streams.topology import CHANGELOG_ACCOUNTS, CHANGELOG_PARTITION_STATE
@@ -48,6 +50,7 @@ from schemas import topics
 log = logging.getLogger(__name__)
 
 SNAPSHOT_FLUSH_SECONDS = 1.0
+FIGURES_SECONDS = 15.0
 SNAPSHOT_FLUSH_AT = 5000
 DECISION_TYPES = frozenset({
     "credit.order.approved", "credit.order.blocked", "credit.order.released",
@@ -142,6 +145,8 @@ class CreditStreams:
         self.processed = 0
         self.audit = AuditService(settings)
         self.app.service(self.audit)
+        self.metrics = CreditMetrics()
+        self.metrics.watch_audit(lambda: self.audit.sink.stats if self.audit.sink else None)
         self._wire()
 
     # ---- wiring ----------------------------------------------------------------
@@ -194,6 +199,16 @@ class CreditStreams:
             body = {"ready": ok, "recovered": recovered, "rebalancing": app.rebalancing,
                     "partitions": owned}
             return web.json(body, status=200 if ok else 503)
+
+        @app.page("/metrics")
+        async def metrics(web: Any, request: Any) -> Any:
+            body, ctype = self.metrics.render(request.headers.get("Accept"))
+            return web.bytes(body, headers={"Content-Type": ctype})
+
+        @app.timer(interval=FIGURES_SECONDS)
+        async def figures() -> None:
+            observe.account_figures(self.metrics, [pe.engine for pe in self.engines.values()])
+            await observe.consumer_lag(self.metrics, app)
 
         @app.timer(interval=SNAPSHOT_FLUSH_SECONDS)
         async def snapshots_timer() -> None:
@@ -283,6 +298,7 @@ class CreditStreams:
 
         outcome = engine.process_outcome(raw, origin)
         self.processed += 1
+        observe.record(self.metrics, outcome, message.timestamp)
 
         if outcome.duplicate is not None:
             account, cause = outcome.duplicate

@@ -177,13 +177,19 @@ def test_bad_records_go_to_rejected_with_their_bytes_and_position(
             for raw in bad:
                 await pub.publish_raw(raw, partition=1)
             await pub.publish(good)
-        return await collect(settings, want_decisions=0, want_rejected=len(bad), idle=4)
+        got = await collect(settings, want_decisions=0, want_rejected=len(bad), idle=4)
+        return got, worker.get("/metrics")[1].decode()
 
     try:
-        got = asyncio.run(main())
+        got, metrics = asyncio.run(main())
     finally:
         worker.stop()
         asyncio.run(delete_topics(settings))
+
+    # The same story on /metrics, for Prometheus.
+    assert ('credit_monitor_events_total{outcome="applied",type="erp.credit_profile.set"}'
+            ' 1.0') in metrics
+    assert "credit_monitor_rejected_events_total 4.0" in metrics
 
     rejected = sorted(got.rejected.values(), key=lambda r: r["data"]["origin"]["offset"])
     assert [base64.b64decode(r["data"]["original_base64"]) for r in rejected] == bad

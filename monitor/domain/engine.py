@@ -47,6 +47,8 @@ class Outcome:
     """the record's idempotency key, `source` + US + `id`, when it was a valid event"""
     broadcast: bool = False
     """a clock tick or FX rate: it concerns every account of the partition"""
+    kind: str | None = None
+    """the record's event type, when it had a readable one"""
 
 
 class CreditEngine:
@@ -81,8 +83,11 @@ class CreditEngine:
         try:
             event = validate(raw) if isinstance(raw, dict) else parse(raw)
         except InvalidEvent as exc:
+            if isinstance(exc.original, dict) and isinstance(exc.original.get("type"), str):
+                outcome.kind = exc.original["type"]
             outcome.outputs.append(self._rejected(exc.original, str(exc), origin))
             return outcome
+        outcome.kind = event.type
         outcome.cause = f"{event.source}\x1f{event.id}"
         outcome.broadcast = getattr(event, "type", "") in ("clock.tick", "fx.rate.set")
         outcome.outputs.extend(self.apply(event, origin))
