@@ -87,9 +87,10 @@ class CreditEngine:
                 outcome.kind = exc.original["type"]
             outcome.outputs.append(self._rejected(exc.original, str(exc), origin))
             return outcome
-        outcome.kind = event.type
+        kind: str = getattr(event, "type")  # every input model has its Literal type
+        outcome.kind = kind
         outcome.cause = f"{event.source}\x1f{event.id}"
-        outcome.broadcast = getattr(event, "type", "") in ("clock.tick", "fx.rate.set")
+        outcome.broadcast = kind in ("clock.tick", "fx.rate.set")
         outcome.outputs.extend(self.apply(event, origin))
         return outcome
 
