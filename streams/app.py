@@ -178,7 +178,7 @@ class CreditStreams:
                 # The same record into every partition: each partition's clock and rates
                 # then move in the same order relative to its own accounts' events.
                 for partition in range(self.settings.partitions):
-                    await self.input.send(value=event.message.value, partition=partition)
+                    await self._send(self.input, None, event.message.value, partition)
 
         async def mark_stale(sender: Any, *args: Any, **kwargs: Any) -> None:
             self.stale = True
@@ -229,7 +229,7 @@ class CreditStreams:
             "time": now.isoformat().replace("+00:00", "Z"), "data": {},
         })
         for partition in range(self.settings.partitions):
-            await self.input.send(value=tick, partition=partition)
+            await self._send(self.input, None, tick, partition)
 
     # ---- state -----------------------------------------------------------------
 
@@ -336,24 +336,39 @@ class CreditStreams:
                 pe.remember(account, cause, message.offset, by_account[account])
             entries = pe.trim(account, committed)
             state = engine.accounts[account]
-            self.accounts[account.encode()] = orjson.dumps(
+            await self._write(self.accounts, account.encode(), p, orjson.dumps(
                 {"p": p, "a": account_to_state(state), "o": entries}
-            )
+            ))
         if is_global:
-            self.partition_state[str(p).encode()] = orjson.dumps({
+            await self._write(self.partition_state, str(p).encode(), p, orjson.dumps({
                 "fx": engine.ctx.fx.to_state(),
                 "clock": engine.ctx.clock.isoformat() if engine.ctx.clock else None,
-            })
+            }))
 
         pe.dirty.update(outcome.changed)
         pe.dirty.update(outcome.refreshed)
         if len(pe.dirty) >= SNAPSHOT_FLUSH_AT:
             await self.flush_snapshots()
 
-    async def _send(self, topic: Any, key: bytes | None, value: bytes) -> None:
-        # Straight to the producer: faust's Topic.send adds bookkeeping we do not use,
-        # and faust flushes this producer before it commits offsets all the same.
-        await self.app.producer.send(topic.get_topic_name(), key, value, None, None, None)
+    async def _send(self, topic: Any, key: bytes | None, value: bytes,
+                    partition: int | None = None) -> None:
+        # Straight to the Kafka producer, which faust flushes before it commits
+        # offsets: whatever was sent for a record is in Kafka before its offset is.
+        await self.app.producer.send(topic.get_topic_name(), key, value, partition,
+                                     None, None)
+
+    async def _write(self, table: Any, key: bytes, partition: int, value: bytes) -> None:
+        """Set a table key and send its changelog record ourselves.
+
+        `table[key] = value` would queue the changelog record in faust's producer
+        buffer, whose flush before a commit gives up after 0.1 s without progress
+        (faust-streaming 0.15): under load an offset could then be committed before
+        the state it produced reached the changelog, and a crash would lose that
+        state. The record goes to the changelog partition of the input partition,
+        where faust's recovery reads it back.
+        """
+        table.data[key] = value
+        await self._send(table.changelog_topic, key, value, partition)
 
     async def _resend(self, sent: list[list[Any]]) -> None:
         for _topic, body in sent:
