@@ -43,7 +43,7 @@ from monitor.metrics import CreditMetrics
 from streams import observe
 from streams.audit import AuditService
 from streams.credentials import faust_credentials
-from streams.topology import CHANGELOG_ACCOUNTS, CHANGELOG_PARTITION_STATE
+from streams.topology import CHANGELOG_ACCOUNTS
 from monitor.settings import Settings
 from schemas import topics
 
@@ -136,9 +136,6 @@ class CreditStreams:
         self.rejected = self.app.topic(name(topics.REJECTED), partitions=part)
         self.accounts = self.app.Table(
             CHANGELOG_ACCOUNTS, partitions=part, key_type=bytes, value_type=bytes,
-        )
-        self.partition_state = self.app.Table(
-            CHANGELOG_PARTITION_STATE, partitions=part, key_type=bytes, value_type=bytes,
         )
         self.engines: dict[int, PartitionEngine] = {}
         self.stale = True
@@ -240,7 +237,7 @@ class CreditStreams:
         engines: dict[int, PartitionEngine] = {}
         for p in assigned:
             engine = CreditEngine(self.policy, retention=self.retention)
-            raw = self.partition_state.get(str(p).encode())
+            raw = self.accounts.get(_partition_key(p))
             if raw is not None:
                 state = orjson.loads(raw)
                 engine.ctx.fx = FxBook.from_state(state["fx"])
@@ -248,7 +245,9 @@ class CreditStreams:
                                     if state["clock"] else None)
             engines[p] = PartitionEngine(p, engine)
         restored: dict[int, list[Account]] = {p: [] for p in engines}
-        for _key, raw in list(self.accounts.items()):
+        for key, raw in list(self.accounts.items()):
+            if key.startswith(PARTITION_KEY_PREFIX):
+                continue
             value = orjson.loads(raw)
             p = value["p"]
             if p not in engines:
@@ -340,7 +339,7 @@ class CreditStreams:
                 {"p": p, "a": account_to_state(state), "o": entries}
             ))
         if is_global:
-            await self._write(self.partition_state, str(p).encode(), p, orjson.dumps({
+            await self._write(self.accounts, _partition_key(p), p, orjson.dumps({
                 "fx": engine.ctx.fx.to_state(),
                 "clock": engine.ctx.clock.isoformat() if engine.ctx.clock else None,
             }))
@@ -388,6 +387,16 @@ class CreditStreams:
                     if sent % 200 == 0:
                         await asyncio.sleep(0)  # let the agent go on between batches
         return sent
+
+
+# The partition's clock and rates live in the accounts table under a key of their own,
+# so that they and the accounts share one changelog partition: a crash then loses a
+# suffix of one ordered log, and the clock can never be ahead of the accounts it moved.
+PARTITION_KEY_PREFIX = b"\x00partition/"
+
+
+def _partition_key(partition: int) -> bytes:
+    return PARTITION_KEY_PREFIX + str(partition).encode()
 
 
 def _key(subject: str | None) -> bytes | None:

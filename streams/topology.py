@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 
 
 CHANGELOG_ACCOUNTS = "accounts"
-CHANGELOG_PARTITION_STATE = "partition-state"
 
 
 class TopologyError(RuntimeError):
@@ -38,11 +37,9 @@ def wanted(settings: Settings) -> dict[str, tuple[int, dict[str, str]]]:
         settings.topic(topics.DECISIONS): (n, {}),
         settings.topic(topics.SNAPSHOTS): (n, {"cleanup.policy": "compact"}),
         settings.topic(topics.REJECTED): (n, {}),
-        # The tables' changelogs, named as faust names them; created here so that they
-        # exist with the right partitions before the first record is processed.
+        # The table's changelog, named as faust names it; created here so that it
+        # exists with the right partitions before the first record is processed.
         f"{settings.app_id}-{CHANGELOG_ACCOUNTS}-changelog": (n, {"cleanup.policy": "compact"}),
-        f"{settings.app_id}-{CHANGELOG_PARTITION_STATE}-changelog": (
-            n, {"cleanup.policy": "compact"}),
     }
 
 
