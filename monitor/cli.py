@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_replay(sub)
     _add_summary(sub)
     _add_backtest(sub)
+    from monitor.api.command import add_commands
+
+    add_commands(sub)
     return parser
 
 
@@ -207,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
             from monitor.backtest.command import run as run_backtest
 
             return run_backtest(args, sys.stdout, sys.stderr)
+        if args.command in ("api", "account", "accounts", "orders"):
+            from monitor.api.command import run as run_api
+
+            return run_api(args)
     except PolicyError as exc:
         print(f"credit-monitor: bad policy: {exc}", file=sys.stderr)
         return 2

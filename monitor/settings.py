@@ -83,6 +83,17 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field("text", description="log line format")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
 
+    # ---- operator API ----
+    api_host: str = Field("127.0.0.1", description="address the operator API listens on")
+    api_port: int = Field(8090, ge=1, le=65535, description="port of the operator API")
+    api_tokens_file: Path | None = Field(
+        None, description="TOML file of API tokens (name, role, sha256); none: API refuses all"
+    )
+    api_url: str = Field(
+        "http://127.0.0.1:8090", description="where the CLI finds the operator API"
+    )
+    api_token: SecretStr | None = Field(None, description="the CLI's bearer token")
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _hosts(cls, value: str) -> str:

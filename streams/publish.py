@@ -59,6 +59,15 @@ class EventPublisher:
             await self.producer.send(self.topic, value, key=account_key(event))
         self.sent += 1
 
+    async def publish_and_wait(self, event: dict[str, Any]) -> Any:
+        """One account event, acknowledged by the brokers; returns its record metadata."""
+        if event.get("type") in BROADCAST_TYPES:
+            raise ValueError("publish_and_wait is for account events")
+        meta = await self.producer.send_and_wait(
+            self.topic, orjson.dumps(event), key=account_key(event))
+        self.sent += 1
+        return meta
+
     async def publish_raw(self, value: bytes, *, key: bytes | None = None,
                           partition: int | None = None) -> None:
         """A record as bytes, unchecked (for bad-input tests and replays of raw files)."""

@@ -13,10 +13,14 @@ Environment (the same names as deploy/ and the monitor itself):
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
+import uuid
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
 DEFAULT_KAFKA_PORT = 9092
@@ -89,3 +93,23 @@ def kafka_bootstrap() -> str:
 @pytest.fixture
 def pg_dsn() -> str:
     return require_postgres()
+
+
+@pytest.fixture
+def schema_dsn(pg_dsn: str) -> Iterator[str]:
+    """A DSN whose search_path is a fresh schema (dropped afterwards); a worker or the
+    API migrates into it."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+
+    async def execute(sql: str) -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(execute(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{pg_dsn}{'&' if '?' in pg_dsn else '?'}search_path={schema}"
+    finally:
+        asyncio.run(execute(f"DROP SCHEMA {schema} CASCADE"))

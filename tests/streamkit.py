@@ -136,6 +136,8 @@ class Outputs:
     records: int = 0
     conflicting: list[str] = field(default_factory=list)
     """ids seen twice with different content: must never happen"""
+    conflicts: list[tuple[dict[str, Any], dict[str, Any], str]] = field(default_factory=list)
+    """(first, later, where the later one came from) for each conflicting id"""
 
 
 async def collect(settings: Settings, *, want_decisions: int, want_rejected: int = 0,
@@ -166,6 +168,7 @@ async def collect(settings: Settings, *, want_decisions: int, want_rejected: int
                     known = store.get(doc["id"])
                     if known is not None and _comparable(known) != _comparable(doc):
                         out.conflicting.append(doc["id"])
+                        out.conflicts.append((known, doc, f"{tp.topic}[{tp.partition}]@{r.offset}"))
                     store[doc["id"]] = doc
                 last_new = time.monotonic()
             done = (len(out.decisions) >= want_decisions

@@ -8,13 +8,10 @@ import asyncio
 import datetime as dt
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import orjson
 import pytest
 from pydantic import SecretStr
@@ -398,25 +395,6 @@ def test_the_report_is_the_same_bytes_for_the_same_figures_and_compares_policies
 
 CUSTOMERS = 6
 CONVERTERS = {"ibm": ibm.events, "online-retail": online_retail.events}
-
-
-@pytest.fixture
-def schema_dsn(pg_dsn: str) -> Iterator[str]:
-    """A DSN whose search_path is a fresh schema; the worker migrates into it."""
-    schema = f"backtest_{uuid.uuid4().hex[:10]}"
-
-    async def execute(sql: str) -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(execute(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{pg_dsn}{'&' if '?' in pg_dsn else '?'}search_path={schema}"
-    finally:
-        asyncio.run(execute(f"DROP SCHEMA {schema} CASCADE"))
 
 
 @pytest.mark.integration

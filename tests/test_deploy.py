@@ -115,6 +115,12 @@ def test_compose_has_the_services() -> None:
     env = services["monitor"]["environment"]
     assert {"CREDIT_MONITOR_KAFKA_BOOTSTRAP", "CREDIT_MONITOR_PG_DSN"} <= set(env)
     assert (ROOT / "Dockerfile").is_file()
+    api = services["api"]
+    assert api["command"] == ["credit-monitor", "api", "serve"]
+    assert api["environment"]["CREDIT_MONITOR_PG_DSN"] == env["CREDIT_MONITOR_PG_DSN"]
+    assert _host_port(api, 8090) == 8090
+    mounted = api["volumes"][0].split(":")[0]
+    assert (ROOT / mounted).is_file(), "the token file the api service mounts"
 
 
 def test_compose_kafka_matches_pom_and_local_script() -> None:

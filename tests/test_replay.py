@@ -13,12 +13,9 @@ import datetime as dt
 import json
 import subprocess
 import sys
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import orjson
 import pytest
 from pydantic import SecretStr
@@ -60,25 +57,6 @@ def cli(
         text=True,
         timeout=timeout,
     )
-
-
-@pytest.fixture
-def schema_dsn(pg_dsn: str) -> Iterator[str]:
-    """A DSN whose search_path is a fresh schema; the worker migrates into it."""
-    schema = f"replay_{uuid.uuid4().hex[:10]}"
-
-    async def execute(sql: str) -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(execute(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{pg_dsn}{'&' if '?' in pg_dsn else '?'}search_path={schema}"
-    finally:
-        asyncio.run(execute(f"DROP SCHEMA {schema} CASCADE"))
 
 
 @pytest.mark.parametrize("dataset", ["ibm", "online-retail"])

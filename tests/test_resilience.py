@@ -34,7 +34,10 @@ def expected(events: list[dict[str, Any]]) -> tuple[dict, dict, dict]:
 
 def assert_same_as_evaluator(got: Any, exp: tuple[dict, dict, dict]) -> None:
     exp_d, exp_r, exp_s = exp
-    assert not got.conflicting, "a repeated decision must carry the same id and content"
+    assert not got.conflicting, (
+        "a repeated decision must carry the same id and content:\n"
+        + "\n".join(_conflict_report(first, later, where, exp_d.get(first["id"]))
+                    for first, later, where in got.conflicts[:3]))
     missing = set(exp_d) - set(got.decisions)
     extra = set(got.decisions) - set(exp_d)
     assert not missing and not extra, (len(missing), len(extra))
@@ -43,6 +46,23 @@ def assert_same_as_evaluator(got: Any, exp: tuple[dict, dict, dict]) -> None:
         i: r["data"]["error"] for i, r in exp_r.items()}
     assert {a: snapshot_view(s) for a, s in got.snapshots.items()} == {
         a: snapshot_view(s) for a, s in exp_s.items()}
+
+
+def _conflict_report(first: dict, later: dict, where: str, want: dict | None) -> str:
+    """What differs between two outputs with one id, and which one the evaluator made."""
+    def flat(doc: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(doc, dict):
+            out: dict[str, Any] = {}
+            for k, v in doc.items():
+                out.update(flat(v, f"{prefix}{k}."))
+            return out
+        return {prefix.rstrip("."): doc}
+    a, b = flat(first), flat(later)
+    diff = {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+    return (f"id {first['id']} type {first['type']} subject {first.get('subject')} "
+            f"cause {first.get('causationid')}; later copy at {where}; "
+            f"evaluator's equals first: {want == first}, later: {want == later}; "
+            f"differs (first, later): {diff}")
 
 
 def test_worker_killed_five_times_loses_and_doubles_nothing(tmp_path: Path,
