@@ -141,7 +141,12 @@ def asyncapi() -> dict[str, Any]:
 def rendered() -> dict[str, str]:
     files = {name: schema for name, schema in json_schemas().items()}
     files["asyncapi.json"] = asyncapi()
-    return {name: json.dumps(doc, indent=2, sort_keys=False) + "\n" for name, doc in files.items()}
+    out = {name: json.dumps(doc, indent=2, sort_keys=False) + "\n" for name, doc in files.items()}
+    # The operator API's document, from the FastAPI app itself.
+    from monitor.api.command import openapi_document
+
+    out["openapi.json"] = openapi_document()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

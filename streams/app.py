@@ -243,6 +243,8 @@ class CreditStreams:
                 engine.ctx.fx = FxBook.from_state(state["fx"])
                 engine.ctx.clock = (dt.datetime.fromisoformat(state["clock"])
                                     if state["clock"] else None)
+                engine.ctx.seen = {k: dt.datetime.fromisoformat(t)
+                                   for k, t in state.get("seen", {}).items()}
             engines[p] = PartitionEngine(p, engine)
         restored: dict[int, list[Account]] = {p: [] for p in engines}
         for key, raw in list(self.accounts.items()):
@@ -300,11 +302,16 @@ class CreditStreams:
         observe.record(self.metrics, outcome, message.timestamp)
 
         if outcome.duplicate is not None:
+            # Seen before: it changes nothing, and what it caused is sent again in case
+            # the first sending died with a crash (the ids are the same).
             account, cause = outcome.duplicate
-            for entry in pe.outbox.get(account, []):
-                if entry[0] == cause:
-                    await self._resend(entry[2])
-            pe.dirty[account] = None
+            accounts = [account] if account is not None else list(pe.by_cause.get(cause, ()))
+            for name in accounts:
+                for entry in pe.outbox.get(name, []):
+                    if entry[0] == cause:
+                        await self._resend(entry[2])
+            if account is not None:
+                pe.dirty[account] = None
             return
 
         by_account: dict[str, list[list[Any]]] = {}
@@ -312,17 +319,20 @@ class CreditStreams:
         for out in outcome.outputs:
             if out["type"] == "credit.event.rejected":
                 out["data"]["original_base64"] = base64.b64encode(raw).decode()
-                await self._send(self.rejected, _key(out["subject"]), orjson.dumps(out))
-                continue
+                topic = self.rejected
+            else:
+                topic = self.decisions
             body = orjson.dumps(out)
-            await self._send(self.decisions, _key(out["subject"]), body)
-            by_account.setdefault(out["subject"], []).append(
-                [topics.DECISIONS, body.decode()]
-            )
+            await self._send(topic, _key(out["subject"]), body)
+            if out["subject"] is not None:
+                # Kept with the account until the record's offset is committed.
+                by_account.setdefault(out["subject"], []).append(
+                    [topic.get_topic_name(), body.decode()]
+                )
 
         is_global = outcome.broadcast
         if is_global and cause:
-            # A replayed tick or rate: re-send what accounts kept for it.
+            # A tick read again: re-send what accounts kept for it.
             for account in list(pe.by_cause.get(cause, ())):
                 if account not in by_account:
                     for entry in pe.outbox.get(account, []):
@@ -342,6 +352,7 @@ class CreditStreams:
             await self._write(self.accounts, _partition_key(p), p, orjson.dumps({
                 "fx": engine.ctx.fx.to_state(),
                 "clock": engine.ctx.clock.isoformat() if engine.ctx.clock else None,
+                "seen": {k: t.isoformat() for k, t in engine.ctx.seen.items()},
             }))
 
         pe.dirty.update(outcome.changed)
@@ -370,9 +381,11 @@ class CreditStreams:
         await self._send(table.changelog_topic, key, value, partition)
 
     async def _resend(self, sent: list[list[Any]]) -> None:
-        for _topic, body in sent:
+        for topic_name, body in sent:
+            topic = self.rejected if topic_name == self.rejected.get_topic_name() \
+                else self.decisions
             subject = orjson.loads(body).get("subject")
-            await self._send(self.decisions, _key(subject), body.encode())
+            await self._send(topic, _key(subject), body.encode())
 
     async def flush_snapshots(self) -> int:
         """Publish the snapshot of every account changed since the last flush."""

@@ -60,6 +60,8 @@ class Context:
     fx: FxBook
     clock: dt.datetime | None = None
     retention: dt.timedelta = dt.timedelta(days=7)
+    seen: dict[str, dt.datetime] = field(default_factory=dict)
+    """idempotency keys of the FX rates applied, with the clock then (oldest first)"""
 
 
 @dataclass(slots=True)

@@ -41,8 +41,9 @@ class Outcome:
     """accounts whose state changed (ordered set): to be written back"""
     refreshed: dict[str, None] = field(default_factory=dict)
     """accounts whose snapshot figures moved with the clock (overdue days)"""
-    duplicate: tuple[str, str] | None = None
-    """(account, idempotency key) when the record was an account event seen before"""
+    duplicate: tuple[str | None, str] | None = None
+    """(account, idempotency key) when the record was an event seen before; the account
+    is None for an FX rate, which concerns every account"""
     cause: str | None = None
     """the record's idempotency key, `source` + US + `id`, when it was a valid event"""
     broadcast: bool = False
@@ -137,7 +138,11 @@ class CreditEngine:
             decisions = account.handle(event, self.ctx)
         except EventRejected as exc:
             # Every handler checks before it changes anything, so the account is as it
-            # was; a new one is simply not kept.
+            # was. The verdict is remembered like an acceptance: judged again later,
+            # against an account that has moved on, the event could pass, and a
+            # redelivery would then change what the first delivery did not.
+            account.seen[dedup] = account.as_of(self.ctx) or event.time
+            self._store(account)
             return [self._rejected(event.model_dump(mode="json"), str(exc), origin, key)]
 
         as_of = account.as_of(self.ctx)
@@ -155,8 +160,8 @@ class CreditEngine:
         if self.ctx.clock is None or time > self.ctx.clock:
             self.ctx.clock = time
 
-    # Ticks and rates need no idempotency key: the clock only moves forward, a rate only
-    # replaces an older one, and an account re-assessed with nothing new decides nothing.
+    # Ticks need no idempotency key: the clock only moves forward, and every account's
+    # wake-up lies after its own clock, so a tick that moves nothing wakes nothing.
 
     def _on_tick(self, event: ev.ClockTicked) -> list[dict[str, Any]]:
         self._advance_clock(event.time)
@@ -165,9 +170,17 @@ class CreditEngine:
         return out
 
     def _on_fx(self, event: ev.FxRateSet) -> list[dict[str, Any]]:
+        # A rate re-settles accounts, which can release orders: seen again (a
+        # redelivery, or a record read again after a restart, when the accounts have
+        # moved on) it must change nothing.
+        dedup = f"{event.source}\x1f{event.id}"
+        if dedup in self.ctx.seen:
+            self._outcome.duplicate = (None, dedup)
+            return []
         d = event.data
         self.ctx.fx.set(FxRate(d.currency, d.quote_currency, d.rate, event.time))
         self._advance_clock(event.time)
+        self._remember_global(dedup)
 
         touched = {d.currency, d.quote_currency}
         out: list[dict[str, Any]] = []
@@ -181,6 +194,18 @@ class CreditEngine:
                 done.add(key)
         out.extend(self._wake_due(event, done))
         return out
+
+    def _remember_global(self, dedup: str) -> None:
+        clock = self.ctx.clock
+        assert clock is not None
+        seen = self.ctx.seen
+        horizon = clock - self.ctx.retention
+        while seen:
+            oldest = next(iter(seen))
+            if seen[oldest] >= horizon:
+                break
+            del seen[oldest]
+        seen[dedup] = clock
 
     def _wake_due(self, event: Any, done: set[str]) -> list[dict[str, Any]]:
         """Re-assess the accounts whose status the passing of time can change by now."""

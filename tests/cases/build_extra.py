@@ -69,6 +69,21 @@ def cases() -> list[Case]:
     c.snapshot(status="OK", exposure__open_orders="300.00", exposure__total="300.00")
     out.append(c)
 
+    c = Case("rejected-event-redelivered-later-changes-nothing",
+             "An event rejected once stays judged: redelivered after the account has "
+             "changed so that it would now pass, it changes nothing and produces nothing.")
+    c.ev("credit.command.release_order", "2026-01-01T07:00:00Z", id_="rel-1",
+         order_id="SO1", by="ops", reason="customer called")
+    c.profile("2026-01-01T08:00:00Z")
+    c.ev("erp.order.placed", "2026-01-02T08:00:00Z", order_id="SO1", amount="1500.00",
+         currency="EUR")
+    c.ev("credit.command.release_order", "2026-01-02T09:00:00Z", id_="rel-1",
+         order_id="SO1", by="ops", reason="customer called")
+    c.expect("credit.event.rejected")
+    c.expect("credit.order.blocked", order_id="SO1", reasons=["LIMIT_EXCEEDED"])
+    c.snapshot(exposure__open_orders="0.00", blocked_orders=["SO1"])
+    out.append(c)
+
     c = Case("second-order-with-same-number-is-rejected",
              "A document number used twice in one account is rejected, not counted twice.")
     c.profile("2026-01-01T08:00:00Z")
