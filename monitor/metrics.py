@@ -122,6 +122,8 @@ _DECISION_TYPES = frozenset(
         "credit.order.blocked",
         "credit.order.released",
         "credit.account.status_changed",
+        "credit.account.grade_changed",
+        "credit.limit.review_suggested",
     }
 )
 _REJECTED_TYPE = "credit.event.rejected"

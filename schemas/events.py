@@ -418,6 +418,25 @@ class BlockedOrder(BaseModel):
     blocked_at: str
 
 
+class ScoreFactor(BaseModel):
+    name: Literal["payment_history", "overdue", "utilization", "tenure", "disputes",
+                  "reversals", "credit_notes"]
+    weight: Money
+    fraction: Money = Field(description="0 (worst) to 1 (best); points = fraction x weight")
+    points: Money
+    inputs: dict[str, Any] = Field(description="every figure the fraction was computed from")
+
+
+class ScoreView(BaseModel):
+    """CONTRACT 10: the score is the sum of the factors' points."""
+
+    score: Money
+    grade: Literal["A", "B", "C", "D"]
+    factors: list[ScoreFactor]
+    recommended_limit: Money | None
+    recommended_limit_figures: dict[str, Any]
+
+
 class SnapshotData(BaseModel):
     company: str
     customer_id: str
@@ -436,7 +455,31 @@ class SnapshotData(BaseModel):
     rates_used: list[dict[str, Any]]
     documents: dict[str, list[dict[str, Any]]]
     pending_events: int
+    score: ScoreView | None = None
     as_of: str | None
+
+
+class GradeChangedData(BaseModel):
+    account: str
+    company: str
+    customer_id: str
+    grade: Literal["A", "B", "C", "D"]
+    previous_grade: Literal["A", "B", "C", "D"]
+    score: Money
+    factors: list[dict[str, Any]] = Field(description="name, weight and points of each")
+
+
+class LimitReviewSuggestedData(BaseModel):
+    account: str
+    company: str
+    customer_id: str
+    credit_limit: Money
+    recommended_limit: Money
+    currency: str | None
+    difference: Money = Field(description="(recommended - limit) / limit")
+    grade: Literal["A", "B", "C", "D"]
+    score: Money
+    figures: dict[str, Any] = Field(description="what the recommendation was computed from")
 
 
 class EventRejectedData(BaseModel):
@@ -476,6 +519,20 @@ class AccountStatusChanged(_Output):
     data: StatusChangedData
 
 
+class AccountGradeChanged(_Output):
+    """The account's credit grade changed."""
+
+    type: Literal["credit.account.grade_changed"]
+    data: GradeChangedData
+
+
+class LimitReviewSuggested(_Output):
+    """The recommended credit limit is far from the one set in the ERP."""
+
+    type: Literal["credit.limit.review_suggested"]
+    data: LimitReviewSuggestedData
+
+
 class AccountSnapshot(_Output):
     type: Literal["credit.account.snapshot"]
     data: SnapshotData
@@ -492,6 +549,8 @@ OutputEvent = Annotated[
         OrderBlocked,
         OrderReleased,
         AccountStatusChanged,
+        AccountGradeChanged,
+        LimitReviewSuggested,
         AccountSnapshot,
         EventRejected,
     ],

@@ -28,6 +28,7 @@ INPUTS: list[type[BaseModel]] = [
 ]
 DECISIONS: list[type[BaseModel]] = [
     ev.OrderApproved, ev.OrderBlocked, ev.OrderReleased, ev.AccountStatusChanged,
+    ev.AccountGradeChanged, ev.LimitReviewSuggested,
 ]
 
 
@@ -86,7 +87,7 @@ def asyncapi() -> dict[str, Any]:
         },
         "creditDecisions": {
             "address": topics.DECISIONS,
-            "description": "Order decisions and account status changes, keyed by account.",
+            "description": "Order decisions, account status and grade changes and limit review suggestions, keyed by account.",
             "messages": refs(DECISIONS),
         },
         "creditSnapshots": {

@@ -54,7 +54,8 @@ FIGURES_SECONDS = 15.0
 SNAPSHOT_FLUSH_AT = 5000
 DECISION_TYPES = frozenset({
     "credit.order.approved", "credit.order.blocked", "credit.order.released",
-    "credit.account.status_changed",
+    "credit.account.status_changed", "credit.account.grade_changed",
+    "credit.limit.review_suggested",
 })
 
 

@@ -122,7 +122,7 @@ class Stream:
     def profile(self, customer: str) -> None:
         self.add("erp.credit_profile.set", customer, currency="EUR",
                  credit_limit=str(self.draw(st.sampled_from([500, 1000, 3000]))),
-                 risk_class=self.draw(st.sampled_from(["A", "B", "D"])),
+                 risk_class=self.draw(st.sampled_from(["A", "B", "D", "auto"])),
                  blocked=self.draw(st.sampled_from([False, False, False, True])))
 
 

@@ -61,6 +61,12 @@ def show_account(settings: Settings, account: str, out: TextIO, as_json: bool) -
               f", exposure {exp.get('total')}, available {snap.get('available_credit')}\n")
     out.write("  exposure: " + ", ".join(
         f"{k} {v}" for k, v in exp.items() if k != "total") + "\n")
+    score = snap.get("score")
+    if score:
+        out.write(f"  score {score['score']} grade {score['grade']}, recommended limit "
+                  f"{score['recommended_limit']}: " + ", ".join(
+                      f"{f['name']} {f['points']}/{f['weight']}" for f in score["factors"])
+                  + "\n")
     overdue = snap.get("overdue", {})
     out.write(f"  overdue {overdue.get('amount')} (oldest {overdue.get('oldest_days')} days)\n")
     out.writelines(f"  reason {r.get('code')}: {r.get('detail')}\n" for r in snap.get("reasons", []))

@@ -8,10 +8,11 @@ envelopes; everything that decides credit happens here and in `position.py`.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from schemas import events as ev
@@ -42,8 +43,9 @@ from .fx import FxBook
 from .money import ZERO, plain, report
 from .policy import Policy, Thresholds
 from .position import BUCKETS, Position, compute_position
+from .score import Score, ScoreInputs, Settlement, compute_score
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _UNSET = object()
 
 
@@ -75,6 +77,7 @@ class Assessment:
     today: dt.date
     effective_limit: Decimal | None
     wake: object = None
+    score: Score | None = None
 
 
 @dataclass(slots=True)
@@ -107,6 +110,16 @@ class Account:
     wake_at: dt.datetime | None = None
     next_prune_at: dt.datetime | None = None
     overdue: bool = False
+    # What the credit score needs beyond the documents, which are forgotten once done:
+    first_time: dt.datetime | None = None
+    settlements: list[Settlement] = field(default_factory=list)
+    """invoices paid in full, oldest first, the last SETTLEMENTS_KEPT"""
+    months: dict[str, dict[str, list[Decimal]]] = field(default_factory=dict)
+    """"YYYY-MM" -> currency -> [invoiced, credited], the last MONTHS_KEPT months"""
+    reversal_days: list[dt.date] = field(default_factory=list)
+    grade: str | None = None
+    last_review: Decimal | None = None
+    """the recommended limit last suggested for review, while it stays far off"""
     # Every change bumps `rev`; an assessment is reused while nothing it depends on
     # (documents, status, rates, local date) has changed.
     rev: int = field(default=0, compare=False, repr=False)
@@ -144,10 +157,13 @@ class Account:
         """Status change, releases, and the status change the releases cause."""
         out: list[Decision] = []
         assessment = self.assess(ctx)
+        if self._track_settlements(assessment):
+            assessment = self.assess(ctx)
         self._record_status(assessment, out)
         if self._release_blocked(ctx, assessment, out):
             assessment = self.assess(ctx)
             self._record_status(assessment, out)
+        self._record_grade(assessment, ctx, out)
         if assessment.wake is _UNSET:
             assessment.wake = self._next_wake(assessment)
         self.wake_at = assessment.wake  # type: ignore[assignment]
@@ -161,9 +177,21 @@ class Account:
     def _advance(self, time: dt.datetime) -> int:
         if self.last_time is None or time > self.last_time:
             self.last_time = time
+        if self.first_time is None or time < self.first_time:
+            self.first_time = time
         self.seq += 1
         self.rev += 1
         return self.seq
+
+    def _timezone(self) -> str:
+        return self.profile.timezone if self.profile else "UTC"
+
+    def _add_volume(self, time: dt.datetime, currency: str, column: int,
+                    amount: Decimal) -> None:
+        """Invoiced (column 0) or credited (1) in the local month of `time`."""
+        month = _local_date(time, self._timezone()).isoformat()[:7]
+        sums = self.months.setdefault(month, {}).setdefault(currency, [ZERO, ZERO])
+        sums[column] += amount
 
     def _adopt_currency(self, currency: str) -> None:
         if self.currency is None:
@@ -247,8 +275,7 @@ class Account:
         if change < 0:
             # A lower order never waits: the cut comes off the part still held first.
             order.held = max(ZERO, order.held + change)
-            if order.held > order.amount:
-                order.held = order.amount
+            order.held = min(order.held, order.amount)
             return
         if order.held > 0:
             order.held += change  # the order is still waiting; the raise waits with it
@@ -311,6 +338,7 @@ class Account:
             order_id=d.order_id,
             delivery_id=d.delivery_id,
         )
+        self._add_volume(e.time, d.currency, 0, d.amount)
         order_id = d.order_id
         if order_id is None and d.delivery_id in self.deliveries:
             order_id = self.deliveries[d.delivery_id].order_id
@@ -328,6 +356,8 @@ class Account:
             self._pend("invoice", e.data.invoice_id, e)
             return
         self._advance(e.time)
+        if not inv.cancelled:
+            self._add_volume(inv.issued_at, inv.currency, 0, -inv.amount)
         inv.cancelled = True
         inv.changed_at = e.time
 
@@ -353,6 +383,7 @@ class Account:
         self.credit_notes[d.credit_note_id] = CreditNote(
             d.credit_note_id, d.amount, d.currency, seq, e.time, e.time, d.invoice_id
         )
+        self._add_volume(e.time, d.currency, 1, d.amount)
 
     def _on_payment(self, e: ev.PaymentReceived, ctx: Context, gate: list[Decision]) -> None:
         d = e.data
@@ -400,6 +431,8 @@ class Account:
             self._pend("payment", e.data.payment_id, e)
             return
         self._advance(e.time)
+        if not pay.reversed:
+            self.reversal_days.append(_local_date(e.time, self._timezone()))
         pay.reversed = True
         pay.changed_at = e.time
 
@@ -611,8 +644,27 @@ class Account:
 
     def _assess(self, ctx: Context, today: dt.date) -> Assessment:
         profile = self.profile
-        th = ctx.policy.for_class(profile.risk_class if profile else None)
-        pos = compute_position(
+        limit: Decimal | None = None
+        if profile is not None:
+            expired = profile.valid_until is not None and today > profile.valid_until
+            limit = ZERO if expired else profile.credit_limit
+        risk = profile.risk_class if profile else None
+        th = ctx.policy.for_class(None if risk == "auto" else risk)
+        pos = self._position(ctx, today, th.grace_days)
+        score = self._score(ctx, pos, today, limit)
+        if risk == "auto":
+            # The grade chooses the thresholds; the score itself is computed with the
+            # default grace days, so it does not depend on what it chooses.
+            graded = ctx.policy.for_class("auto", score.grade)
+            if graded.grace_days != th.grace_days:
+                pos = self._position(ctx, today, graded.grace_days)
+            th = graded
+        assessment = self._judge(today, th, pos)
+        assessment.score = score
+        return assessment
+
+    def _position(self, ctx: Context, today: dt.date, grace_days: int) -> Position:
+        return compute_position(
             currency=self.currency,
             orders=self.orders,
             deliveries=self.deliveries,
@@ -621,8 +673,11 @@ class Account:
             credit_notes=self.credit_notes,
             fx=ctx.fx,
             today=today,
-            grace_days=th.grace_days,
+            grace_days=grace_days,
         )
+
+    def _judge(self, today: dt.date, th: Thresholds, pos: Position) -> Assessment:
+        profile = self.profile
         cur = self.currency
         exposure = pos.total
         hold: list[dict[str, Any]] = []
@@ -735,6 +790,118 @@ class Account:
                 "reasons": a.reasons,
             }))
 
+    def _track_settlements(self, a: Assessment) -> bool:
+        """Note invoices paid in full since the last look (and ones reopened by a
+        reversal); True when anything changed."""
+        changed = False
+        for inv in self.invoices.values():
+            if inv.cancelled:
+                continue
+            paid = a.position.invoice_open.get(inv.invoice_id, ZERO) <= 0
+            if paid and inv.settled_on is None:
+                inv.settled_on = a.today
+                self.settlements.append(Settlement(inv.invoice_id, inv.due_date, a.today))
+                del self.settlements[:-SETTLEMENTS_KEPT]
+                changed = True
+            elif not paid and inv.settled_on is not None:
+                inv.settled_on = None
+                self.settlements = [s for s in self.settlements
+                                    if s.invoice_id != inv.invoice_id]
+                changed = True
+        if changed:
+            self.rev += 1
+        return changed
+
+    def _score(self, ctx: Context, pos: Position, today: dt.date,
+               limit: Decimal | None) -> Score:
+        cur = self.currency
+        months = _last_months(today)
+        first = _local_date(self.first_time, self._timezone()) if self.first_time else today
+        # Months before the account's first event say nothing about its volume.
+        recent = {m for m in months[: ctx.policy.score.limit_months]
+                  if m >= first.isoformat()[:7]} or {months[0]}
+        invoiced = credited = ZERO
+        monthly = {m: ZERO for m in recent}
+        for month, by_currency in self.months.items():
+            if month not in months:
+                continue
+            for currency, (inv, cred) in by_currency.items():
+                conv_inv = ctx.fx.convert(inv, currency, cur) if cur else inv
+                conv_cred = ctx.fx.convert(cred, currency, cur) if cur else cred
+                if conv_inv is None or conv_cred is None:
+                    continue  # no rate yet: left out until one arrives
+                invoiced += conv_inv
+                credited += conv_cred
+                if month in recent:
+                    monthly[month] += conv_inv
+        year_ago = today - dt.timedelta(days=365)
+        inputs = ScoreInputs(
+            today=today,
+            settlements=tuple(self.settlements),
+            overdue_amount=pos.overdue_amount,
+            open_receivables=pos.open_receivables,
+            oldest_overdue_days=pos.oldest_overdue_days,
+            exposure=pos.total,
+            limit=limit,
+            first_day=_local_date(self.first_time, self._timezone()) if self.first_time
+            else None,
+            open_disputes=sum(
+                1 for i in self.invoices.values()
+                if i.disputed and not i.cancelled and pos.invoice_open.get(i.invoice_id, ZERO) > 0
+            ),
+            reversals_last_year=sum(1 for d in self.reversal_days if d > year_ago),
+            invoiced_12m=invoiced,
+            credited_12m=credited,
+            monthly_invoiced=tuple(monthly[m] for m in sorted(monthly)),
+            payment_terms_days=self.profile.payment_terms_days if self.profile else None,
+            currency=cur,
+        )
+        return compute_score(inputs, ctx.policy.score)
+
+    def _record_grade(self, a: Assessment, ctx: Context, out: list[Decision]) -> None:
+        """`credit.account.grade_changed` and `credit.limit.review_suggested`."""
+        score = a.score
+        if score is None:
+            return
+        previous = self.grade
+        self.grade = score.grade
+        if previous is not None and previous != score.grade:
+            out.append(Decision("credit.account.grade_changed", {
+                **self._ids(),
+                "grade": score.grade,
+                "previous_grade": previous,
+                "score": format(score.score, "f"),
+                "factors": [{k: f[k] for k in ("name", "weight", "points")}
+                            for f in score.factors()],
+            }))
+        profile = self.profile
+        recommended = score.recommended_limit
+        if profile is None or recommended is None or profile.credit_limit <= 0:
+            self.last_review = None
+            return
+        limit = profile.credit_limit
+        p = ctx.policy.score
+        far = abs(recommended - limit) > limit * p.review_difference
+        if not far:
+            self.last_review = None
+            return
+        last = self.last_review
+        if last is not None and abs(recommended - last) <= last * p.review_difference:
+            return  # suggested already, and the suggestion has not moved much since
+        self.last_review = recommended
+        cur = self.currency
+        out.append(Decision("credit.limit.review_suggested", {
+            **self._ids(),
+            "credit_limit": report(limit, cur),
+            "recommended_limit": report(recommended, cur),
+            "currency": cur,
+            "difference": format(((recommended - limit) / limit).quantize(
+                Decimal("0.0001")), "f"),
+            "grade": score.grade,
+            "score": format(score.score, "f"),
+            "figures": score.limit_figures(),
+        }))
+
     def _next_wake(self, a: Assessment) -> dt.datetime | None:
         """The next instant at which the passing of time alone can change the status."""
         th = a.thresholds
@@ -782,6 +949,11 @@ class Account:
             return 0
         horizon = as_of - ctx.retention
         self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
+        today = _local_date(as_of, self._timezone())
+        oldest_month = _month_before(today, MONTHS_KEPT - 1)
+        self.months = {m: v for m, v in self.months.items() if m >= oldest_month}
+        year_ago = today - dt.timedelta(days=365)
+        self.reversal_days = [d for d in self.reversal_days if d > year_ago]
         pos = self.assess(ctx).position
 
         parent: dict[tuple[str, str], tuple[str, str]] = {}
@@ -894,6 +1066,7 @@ class Account:
             ],
             "documents": self._open_documents(pos),
             "pending_events": len(self.pending),
+            "score": _score_view(a.score, cur),
             "as_of": _iso(as_of) if as_of else None,
         }
 
@@ -938,7 +1111,7 @@ def _local_date(as_of: dt.datetime | None, timezone: str) -> dt.date:
 def _percent(exposure: Decimal, limit: Decimal) -> str:
     if not limit:
         return "n/a"
-    return f"{(exposure / limit * 100).quantize(Decimal('1'))}%"
+    return f"{(exposure / limit * 100).quantize(Decimal(1))}%"
 
 
 def _iso(t: dt.datetime | None) -> str | None:
@@ -973,3 +1146,35 @@ _HANDLERS: dict[str, Callable[[Account, Any, Context, list[Decision]], None]] = 
     "erp.payment.reversed": Account._on_reversal,
     "credit.command.release_order": Account._on_release,
 }
+
+
+SETTLEMENTS_KEPT = 50
+"""settled invoices remembered for the score (the policy may look at fewer)"""
+MONTHS_KEPT = 13
+"""months of invoiced and credited volume remembered for the score"""
+
+
+@lru_cache(maxsize=64)
+def _last_months(today: dt.date) -> list[str]:
+    """"YYYY-MM" of the month of `today` and the 11 before it, newest first."""
+    return [_month_before(today, back) for back in range(12)]
+
+
+def _month_before(today: dt.date, back: int) -> str:
+    """"YYYY-MM" of the month `back` months before the month of `today`."""
+    index = today.year * 12 + today.month - 1 - back
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def _score_view(score: Score | None, cur: str | None) -> dict[str, Any] | None:
+    """The snapshot's `score`: enough to recompute it by hand (monitor/domain/score.py)."""
+    if score is None:
+        return None
+    rec = score.recommended_limit
+    return {
+        "score": format(score.score, "f"),
+        "grade": score.grade,
+        "factors": score.factors(),
+        "recommended_limit": None if rec is None else report(rec, cur),
+        "recommended_limit_figures": score.limit_figures(),
+    }

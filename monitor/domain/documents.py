@@ -64,6 +64,8 @@ class Invoice:
     delivery_id: str | None = None
     cancelled: bool = False
     disputed: bool = False
+    settled_on: dt.date | None = None
+    """local date on which it was last seen paid in full (for the credit score)"""
 
 
 @dataclass(slots=True)

@@ -15,6 +15,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Literal
 
+from .score import FACTORS, ScorePolicy
+
 DEFAULT_POLICY_TOML = """\
 [default]
 warn_utilization = 0.85     # WARNING at exposure >= 85% of the limit
@@ -32,6 +34,32 @@ on_missing_profile = "block"  # or "approve"
 warn_utilization = 0.70
 block_utilization = 0.90
 hold_overdue_days = 15
+
+[score]                     # CONTRACT 10; monitor/domain/score.py explains each factor
+payment_history = 35        # weights: the most points a factor gives; they add up to 100
+overdue = 25
+utilization = 15
+tenure = 10
+disputes = 5
+reversals = 5
+credit_notes = 5
+late_days_for_zero = 30     # weighted mean days late that takes every late-payment point
+overdue_days_for_zero = 90
+tenure_days_for_full = 365
+disputes_for_zero = 3
+reversals_for_zero = 3
+credit_note_share_for_zero = 0.20
+invoices_considered = 12    # the most recent settled invoices the history looks at
+grade_a = 80                # lowest score of grade A; then B and C; below C is D
+grade_b = 60
+grade_c = 40
+limit_months = 3            # recommended limit: mean monthly invoiced of the last 3 months
+limit_multiplier_a = 1.5    #   x (1 + payment terms days / 30) x the grade's multiplier
+limit_multiplier_b = 1.0
+limit_multiplier_c = 0.6
+limit_multiplier_d = 0.3
+limit_round = 100           #   rounded down to a multiple of this
+review_difference = 0.25    # suggest a review when |recommended - limit| > 25% of the limit
 """
 
 RISK_CLASSES = ("A", "B", "C", "D")
@@ -127,10 +155,12 @@ class Policy:
     default: Thresholds
     by_class: dict[str, Thresholds]
     source: str
+    score: ScorePolicy
 
-    def for_class(self, risk_class: str | None) -> Thresholds:
-        # TODO: `auto` takes the class of the computed grade once the credit score
-        # exists; until then it uses the default thresholds.
+    def for_class(self, risk_class: str | None, grade: str | None = None) -> Thresholds:
+        """The thresholds of a class; `auto` takes those of the account's grade."""
+        if risk_class == "auto":
+            risk_class = grade
         if risk_class is None:
             return self.default
         return self.by_class.get(risk_class, self.default)
@@ -159,11 +189,11 @@ class Policy:
 
     @classmethod
     def _merge(cls, base: dict[str, Any], override: dict[str, Any], source: str) -> Policy:
-        unknown = sorted(set(override) - {"default", "risk_class"})
+        unknown = sorted(set(override) - {"default", "risk_class", "score"})
         if unknown:
             raise PolicyError(
-                f"{source}: unknown table [{unknown[0]}]; expected [default] and "
-                "[risk_class.A] .. [risk_class.D]"
+                f"{source}: unknown table [{unknown[0]}]; expected [default], "
+                "[risk_class.A] .. [risk_class.D] and [score]"
             )
         default = {**base["default"], **_check_keys("[default]", override.get("default", {}))}
         classes_in = override.get("risk_class", {})
@@ -184,4 +214,56 @@ class Policy:
                 **_check_keys(f"[risk_class.{name}]", classes_in.get(name, {})),
             }
             by_class[name] = _thresholds(f"[risk_class.{name}]", merged)
-        return cls(default=default_thresholds, by_class=by_class, source=source)
+        score_in = override.get("score", {})
+        if not isinstance(score_in, dict):
+            raise PolicyError(f"{source}: [score] must be a table")
+        score = _score_policy({**base["score"], **score_in}, set(base["score"]))
+        return cls(default=default_thresholds, by_class=by_class, source=source,
+                   score=score)
+
+
+def _score_policy(table: dict[str, Any], known: set[str]) -> ScorePolicy:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise PolicyError(
+            f"[score]: unknown key {unknown[0]!r}; known keys are {', '.join(sorted(known))}"
+        )
+
+    def d(key: str) -> Decimal:
+        value = _decimal(f"[score].{key}", table[key])
+        assert value is not None
+        return value
+
+    def n(key: str, least: int = 1) -> int:
+        raw = table[key]
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < least:
+            raise PolicyError(f"[score].{key}: expected a whole number >= {least}, got {raw!r}")
+        return raw
+
+    weights = {name: d(name) for name in FACTORS}
+    if sum(weights.values()) != 100:
+        raise PolicyError(
+            "[score]: the factor weights (" + ", ".join(FACTORS) + ") must add up to 100, "
+            f"not {sum(weights.values())}"
+        )
+    bands = {g: d(f"grade_{g.lower()}") for g in ("A", "B", "C")}
+    if not bands["A"] >= bands["B"] >= bands["C"]:
+        raise PolicyError("[score]: grade_a >= grade_b >= grade_c is needed")
+    limit_round = d("limit_round")
+    if limit_round <= 0:
+        raise PolicyError("[score].limit_round: must be above 0")
+    return ScorePolicy(
+        weights=weights,
+        late_days_for_zero=n("late_days_for_zero"),
+        overdue_days_for_zero=n("overdue_days_for_zero"),
+        tenure_days_for_full=n("tenure_days_for_full"),
+        disputes_for_zero=n("disputes_for_zero"),
+        reversals_for_zero=n("reversals_for_zero"),
+        credit_note_share_for_zero=d("credit_note_share_for_zero"),
+        invoices_considered=n("invoices_considered", 0),
+        grade_bands=bands,
+        limit_months=n("limit_months"),
+        limit_multipliers={g: d(f"limit_multiplier_{g.lower()}") for g in RISK_CLASSES},
+        limit_round=limit_round,
+        review_difference=d("review_difference"),
+    )

@@ -13,9 +13,19 @@ from typing import Any
 from schemas.parse import validate
 
 from .account import Account, Pending
-from .documents import CreditNote, Delivery, Invoice, MoneyAllocation, Order, Payment, Profile
+from .documents import (
+    CreditNote,
+    Delivery,
+    Invoice,
+    MoneyAllocation,
+    Order,
+    Payment,
+    Profile,
+)
+from .score import Settlement
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+"""2 added the credit-score history; a version-1 state is read with an empty one."""
 
 
 def _t(value: dt.datetime | None) -> str | None:
@@ -59,7 +69,8 @@ def account_to_state(a: Account) -> dict[str, Any]:
         ],
         "invoices": [
             [i.invoice_id, str(i.amount), i.currency, _d(i.due_date), i.seq, _t(i.issued_at),
-             _t(i.changed_at), i.order_id, i.delivery_id, i.cancelled, i.disputed]
+             _t(i.changed_at), i.order_id, i.delivery_id, i.cancelled, i.disputed,
+             _d(i.settled_on)]
             for i in a.invoices.values()
         ],
         "payments": [
@@ -82,11 +93,19 @@ def account_to_state(a: Account) -> dict[str, Any]:
         "wake_at": _t(a.wake_at),
         "next_prune_at": _t(a.next_prune_at),
         "overdue": a.overdue,
+        "first_time": _t(a.first_time),
+        "settlements": [[x.invoice_id, _d(x.due_date), _d(x.settled_on)]
+                        for x in a.settlements],
+        "months": {m: {c: [str(v[0]), str(v[1])] for c, v in by.items()}
+                   for m, by in a.months.items()},
+        "reversal_days": [_d(d) for d in a.reversal_days],
+        "grade": a.grade,
+        "last_review": None if a.last_review is None else str(a.last_review),
     }
 
 
 def account_from_state(s: dict[str, Any]) -> Account:
-    if s.get("v") != STATE_VERSION:
+    if s.get("v") not in (1, STATE_VERSION):
         raise ValueError(f"account state version {s.get('v')!r} is not {STATE_VERSION}")
     p = s["profile"]
     a = Account(company=s["company"], customer_id=s["customer_id"])
@@ -110,7 +129,7 @@ def account_from_state(s: dict[str, Any]) -> Account:
             invoice_id=i[0], amount=Decimal(i[1]), currency=i[2],
             due_date=_pd(i[3]), seq=i[4], issued_at=_pt(i[5]),  # type: ignore[arg-type]
             changed_at=_pt(i[6]), order_id=i[7], delivery_id=i[8],  # type: ignore[arg-type]
-            cancelled=i[9], disputed=i[10],
+            cancelled=i[9], disputed=i[10], settled_on=_pd(i[11]) if len(i) > 11 else None,
         )
     for q in s["payments"]:
         a.payments[q[0]] = Payment(
@@ -132,4 +151,13 @@ def account_from_state(s: dict[str, Any]) -> Account:
     a.wake_at = _pt(s["wake_at"])
     a.next_prune_at = _pt(s["next_prune_at"])
     a.overdue = s["overdue"]
+    a.first_time = _pt(s.get("first_time"))
+    a.settlements = [Settlement(x[0], _pd(x[1]), _pd(x[2]))  # type: ignore[arg-type]
+                     for x in s.get("settlements", [])]
+    a.months = {m: {c: [Decimal(v[0]), Decimal(v[1])] for c, v in by.items()}
+                for m, by in s.get("months", {}).items()}
+    a.reversal_days = [_pd(d) for d in s.get("reversal_days", [])]  # type: ignore[misc]
+    a.grade = s.get("grade")
+    review = s.get("last_review")
+    a.last_review = None if review is None else Decimal(review)
     return a
