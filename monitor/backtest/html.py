@@ -12,6 +12,7 @@ from html import escape
 
 from .exposure import AccountSeries
 from .figures import PolicyFigures
+from .score_power import LATE_DAYS
 from .report import Report
 
 COLOURS = {"OK": "#4c9a6a", "WARNING": "#e0a030", "HOLD": "#c8443c"}
@@ -457,7 +458,44 @@ def render_html(report: Report) -> str:
         + _orders(f)
         + _riskiest(report)
         + _comparison(report)
+        + _score_power(report)
         + '<p class="note">Data: see data/README.md for the origin and terms of the '
         "data sets; credit profiles, payments of the online shop and dispute dates "
         "are invented there.</p></body></html>\n"
+    )
+
+
+def _auc_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _share_text(value: float | None) -> str:
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+def _score_power(report: Report) -> str:
+    sp = report.score_power
+    if sp is None or not sp.invoices:
+        return ""
+    rows = [
+        ["every invoice", f"{sp.invoices:,}", _auc_text(sp.auc_all), ""],
+        [f"invoices from {sp.split} (test)", f"{sp.test:,}", _auc_text(sp.auc_score_test),
+         _auc_text(sp.auc_baseline_test)],
+    ]
+    bounds = [[f"grade {b.grades}", f"{b.flagged:,}", _share_text(b.precision),
+               _share_text(b.recall)] for b in sp.boundaries]
+    return (
+        "<h2>5. Does the credit score warn early?</h2>"
+        f"<p>For each invoice, the score of its account just before the invoice was "
+        f"issued (from the events before it only), against whether it was paid more "
+        f"than {LATE_DAYS} days late: {sp.late:,} of {sp.invoices:,} were. ROC AUC of "
+        "the score (1.0: every late invoice scored below every punctual one; 0.5: "
+        "chance), and of a logistic regression fitted with scikit-learn on the same "
+        f"inputs over the {sp.train:,} invoices issued before {sp.split}, both on "
+        "the later invoices.</p>"
+        + _table(["invoices", "count", "AUC of the score", "AUC of the fitted baseline"],
+                 rows)
+        + "<p>Calling an invoice late when its account's grade is at or below a "
+        "boundary:</p>"
+        + _table(["flagged when", "invoices flagged", "precision", "recall"], bounds)
     )

@@ -14,6 +14,8 @@ from monitor.evaluate import evaluate_lines
 
 from .exposure import AccountSeries, daily_series
 from .figures import Decision, PolicyFigures, policy_figures, riskiest
+from .score_power import ScorePower
+from .score_power import measure as measure_score_power
 from .history import Event, read_history
 
 STRICTER_POLICY_TOML = """\
@@ -73,6 +75,8 @@ class Report:
     """the evaluator's figures for each policy, the policy in use first"""
     riskiest: tuple[str, ...]
     series: tuple[AccountSeries, ...]
+    score_power: ScorePower | None = None
+    """how well the credit score at issue foretold late payment (policy in use)"""
 
     def as_dict(self) -> dict[str, Any]:
         """The report as plain JSON values: decimals as text."""
@@ -142,4 +146,5 @@ def build_report(
         comparison=tuple(comparison),
         riskiest=tuple(chosen),
         series=tuple(series),
+        score_power=measure_score_power(events, history, policy),
     )
