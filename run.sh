@@ -96,9 +96,14 @@ if [[ ! -x "$PY" ]]; then
   fi
   echo "created .venv"
 fi
-if [[ ! -x "$CM" ]] || ! "$PY" -c 'import monitor.cli' 2>/dev/null; then
+# Installed again whenever pyproject.toml changed since the last install (new
+# dependencies), so an older .venv cannot miss one.
+STAMP=.venv/.credit-monitor-pyproject
+if [[ ! -x "$CM" ]] || ! cmp -s pyproject.toml "$STAMP" \
+    || ! "$PY" -c 'import monitor.cli' 2>/dev/null; then
   echo "installing the project into .venv (pip install -e .) ..."
   "$PY" -m pip install --quiet -e .
+  cp pyproject.toml "$STAMP"
 fi
 "$PY" --version
 
