@@ -44,8 +44,16 @@ def assert_same_as_evaluator(got: Any, exp: tuple[dict, dict, dict]) -> None:
     assert got.decisions == exp_d
     assert {i: r["data"]["error"] for i, r in got.rejected.items()} == {
         i: r["data"]["error"] for i, r in exp_r.items()}
-    assert {a: snapshot_view(s) for a, s in got.snapshots.items()} == {
-        a: snapshot_view(s) for a, s in exp_s.items()}
+    got_s = {a: snapshot_view(s) for a, s in got.snapshots.items()}
+    want_s = {a: snapshot_view(s) for a, s in exp_s.items()}
+    differing = sorted(a for a in got_s.keys() & want_s.keys() if got_s[a] != want_s[a])
+    assert got_s == want_s, (
+        f"{len(differing)} snapshots differ, {len(want_s.keys() - got_s.keys())} missing, "
+        f"{len(got_s.keys() - want_s.keys())} extra; first: " + "; ".join(
+            f"{a}: " + _conflict_report(want_s[a] | {"id": a, "type": "snapshot"},
+                                        got_s[a] | {"id": a, "type": "snapshot"},
+                                        "snapshots", None)
+            for a in differing[:2]))
 
 
 def _conflict_report(first: dict, later: dict, where: str, want: dict | None) -> str:

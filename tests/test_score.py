@@ -160,7 +160,7 @@ def test_a_score_can_be_recomputed_by_hand_from_the_snapshot() -> None:
     assert ut["exposure"] == snap["exposure"]["total"]
     expected["utilization"] = 1 - Decimal(ut["exposure"]) / Decimal(ut["limit"])
     tn = f["tenure"]["inputs"]
-    assert tn["days"] == 40  # 1 March to 10 April
+    assert tn["days"] == 23  # 1 March to the latest event, 24 March (not the tick)
     expected["tenure"] = Decimal(tn["days"]) / tn["tenure_days_for_full"]
     assert f["disputes"]["inputs"]["open_disputed_invoices"] == 1
     expected["disputes"] = 1 - Decimal(1) / f["disputes"]["inputs"]["disputes_for_zero"]
@@ -228,20 +228,27 @@ def test_grade_change_and_limit_review_are_announced() -> None:
         _event(1, "erp.credit_profile.set", currency="EUR", credit_limit="100000.00",
                risk_class="B"),
         _event(2, "erp.invoice.issued", invoice_id="I1", amount="1000.00", currency="EUR",
-               due_date="2026-03-03"),
-        {"specversion": "1.0", "id": "tick", "source": "erp/clock", "type": "clock.tick",
-         "time": "2026-06-10T00:00:00Z", "data": {}},
-        _event(3, "erp.order.placed", time="2026-06-10T09:00:00Z", order_id="SO1",
-               amount="10.00", currency="EUR"),
+               due_date="2026-03-30"),
+        _event(3, "erp.order.placed", order_id="SO1", amount="10.00", currency="EUR"),
+        _event(4, "erp.order.placed", order_id="SO2", amount="10.00", currency="EUR"),
     ]
     out, _ = run(events)
-    kinds = [o["type"] for o in out]
     review = [o for o in out if o["type"] == "credit.limit.review_suggested"]
-    assert len(review) == 1, kinds  # said once, not on every event while it stays far
+    # Said once when the limit turned out far too high, not again on every event.
+    assert [r["causationid"] for r in review] == ["erp/test/s-2"]
     data = review[0]["data"]
-    assert Decimal(data["recommended_limit"]) < Decimal(data["credit_limit"])
+    assert (data["credit_limit"], data["recommended_limit"]) == ("100000.00", "2000.00")
+    assert data["difference"] == "-0.9800"
+
+    # Months later the invoice is still unpaid: the grade falls.
+    later = [*events,
+             {"specversion": "1.0", "id": "tick", "source": "erp/clock",
+              "type": "clock.tick", "time": "2026-06-10T00:00:00Z", "data": {}},
+             _event(5, "erp.order.placed", time="2026-06-10T09:00:00Z", order_id="SO3",
+                    amount="10.00", currency="EUR")]
+    out, _ = run(later)
     grades = [o["data"] for o in out if o["type"] == "credit.account.grade_changed"]
-    assert grades, kinds
+    assert grades
     assert grades[-1]["previous_grade"] < grades[-1]["grade"]  # went down: B -> C or D
     assert Decimal(grades[-1]["score"]) == sum(Decimal(f["points"])
                                                for f in grades[-1]["factors"])

@@ -814,7 +814,16 @@ class Account:
 
     def _score(self, ctx: Context, pos: Position, today: dt.date,
                limit: Decimal | None) -> Score:
+        """The score's inputs at the account's latest own event (overdue at `today`).
+
+        Tenure and the 12-month windows are measured to the account's latest event, not
+        to the clock: a score that moved with every tick would make the last snapshot of
+        a quiet account stale the next day. Overdue does move with the clock, and an
+        overdue account's snapshot is refreshed on every tick.
+        """
         cur = self.currency
+        if self.last_time is not None:
+            today = _local_date(self.last_time, self._timezone())
         months = _last_months(today)
         first = _local_date(self.first_time, self._timezone()) if self.first_time else today
         # Months before the account's first event say nothing about its volume.
@@ -949,7 +958,7 @@ class Account:
             return 0
         horizon = as_of - ctx.retention
         self.seen = {k: t for k, t in self.seen.items() if t >= horizon}
-        today = _local_date(as_of, self._timezone())
+        today = _local_date(self.last_time or as_of, self._timezone())
         oldest_month = _month_before(today, MONTHS_KEPT - 1)
         self.months = {m: v for m, v in self.months.items() if m >= oldest_month}
         year_ago = today - dt.timedelta(days=365)
