@@ -299,6 +299,10 @@ def account_currencies(account: Account) -> set[str]:
                  account.credit_notes):
         for doc in docs.values():
             found.add(doc.currency)
+    # The score's monthly volumes are converted at the latest rate too, even after
+    # their documents are forgotten.
+    for by_currency in account.months.values():
+        found.update(by_currency)
     return found
 
 
