@@ -23,6 +23,13 @@ def run_worker() -> int:
         print(f"credit-monitor worker: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_format, settings.log_level)
+    try:
+        # faust keeps its table folder here and does not create the parents itself.
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.error("cannot create the state folder %s: %s; set "
+                  "CREDIT_MONITOR_STATE_DIR to a writable folder", settings.state_dir, exc)
+        return 2
 
     import faust
 

@@ -64,15 +64,22 @@ def _decimal_text(value: Any) -> Any:
 
 CurrencyCode = Annotated[str, AfterValidator(_check_currency)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+# Bounds that no real document reaches and that keep every sum, conversion and rounding
+# of the ledger inside the 28 significant digits of decimal arithmetic: without them one
+# absurd amount would stop the account's partition.
+MAX_AMOUNT = Decimal("1e15")
+MIN_RATE, MAX_RATE = Decimal("1e-9"), Decimal("1e9")
 Amount = Annotated[
     Decimal,
     BeforeValidator(_decimal_text),
-    Field(ge=0, allow_inf_nan=False, description="Decimal amount as a string"),
+    Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False,
+          description="Decimal amount as a string, at most 10^15"),
 ]
 Rate = Annotated[
     Decimal,
     BeforeValidator(_decimal_text),
-    Field(gt=0, allow_inf_nan=False, description="Exchange rate as a decimal string"),
+    Field(ge=MIN_RATE, le=MAX_RATE, allow_inf_nan=False,
+          description="Exchange rate as a decimal string, from 10^-9 to 10^9"),
 ]
 DocumentId = Annotated[str, Field(min_length=1, max_length=200)]
 

@@ -72,6 +72,10 @@ class PartitionEngine:
         # Accounts whose snapshot is to be published; a snapshot is a view, so it is
         # sent once per flush rather than once per event.
         self.dirty: dict[str, None] = {}
+        # (account, cause, offset) of outbox entries restored from the changelog: a
+        # previous life sent their outputs, maybe not to the end. Entries made in this
+        # life went to this producer, so a redelivery needs no second copy of them.
+        self.inherited: set[tuple[str, str, int]] = set()
 
     def remember(self, account: str, cause: str, offset: int, sent: list[list[Any]]) -> None:
         self.outbox.setdefault(account, []).append([cause, offset, sent])
@@ -84,6 +88,7 @@ class PartitionEngine:
             for e in entries:
                 if e[1] < committed:
                     self.by_cause.get(e[0], set()).discard(account)
+                    self.inherited.discard((account, e[0], e[1]))
             entries = kept
             self.outbox[account] = kept
         return entries
@@ -257,9 +262,10 @@ class CreditStreams:
                 continue
             restored[p].append(account_from_state(value["a"]))
             pe = engines[p]
+            account_key = value["a"]["company"] + "/" + value["a"]["customer_id"]
             for cause, offset, sent in value["o"]:
-                pe.remember(value["a"]["company"] + "/" + value["a"]["customer_id"],
-                            cause, offset, sent)
+                pe.remember(account_key, cause, offset, sent)
+                pe.inherited.add((account_key, cause, offset))
         for p, accounts in restored.items():
             engines[p].engine.adopt(accounts)
             # A snapshot left unsent by a crash is sent now.
@@ -303,13 +309,13 @@ class CreditStreams:
         observe.record(self.metrics, outcome, message.timestamp)
 
         if outcome.duplicate is not None:
-            # Seen before: it changes nothing, and what it caused is sent again in case
-            # the first sending died with a crash (the ids are the same).
+            # Seen before: it changes nothing. What it caused in a previous life of this
+            # partition is sent again (same ids), in case that sending died in a crash.
             account, cause = outcome.duplicate
             accounts = [account] if account is not None else list(pe.by_cause.get(cause, ()))
             for name in accounts:
                 for entry in pe.outbox.get(name, []):
-                    if entry[0] == cause:
+                    if entry[0] == cause and (name, cause, entry[1]) in pe.inherited:
                         await self._resend(entry[2])
             if account is not None:
                 pe.dirty[account] = None
@@ -333,11 +339,11 @@ class CreditStreams:
 
         is_global = outcome.broadcast
         if is_global and cause:
-            # A tick read again: re-send what accounts kept for it.
+            # A tick read again after a restart: re-send what accounts kept for it.
             for account in list(pe.by_cause.get(cause, ())):
                 if account not in by_account:
                     for entry in pe.outbox.get(account, []):
-                        if entry[0] == cause:
+                        if entry[0] == cause and (account, cause, entry[1]) in pe.inherited:
                             await self._resend(entry[2])
 
         committed = self._committed(p)

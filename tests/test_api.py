@@ -75,6 +75,12 @@ def test_token_file_roles_and_unknown_tokens(tmp_path: Path) -> None:
      '[[tokens]]\nname = "a"\nrole = "viewer"\nsha256 = "' + "1" * 64 + '"\n', "twice"),
     ("tokens = 3\n", "array"),
     ("not toml [", "not TOML"),
+    ('[[tokens]]\nname = "a"\nrole = "viewer"\nsha256 = "' + "0" * 64 + '"\n'
+     '[[tokens]]\nname = "b"\nrole = "controller"\nsha256 = "' + "0" * 64 + '"\n',
+     "same token is listed twice"),
+    ('[[tokens]]\nname = "a"\nrole = "viewer"\nexpires = 3\nsha256 = "' + "0" * 64
+     + '"\n', "unknown key 'expires'"),
+    ("admins = []\n", "unknown key 'admins'"),
 ])
 def test_a_bad_token_file_is_refused_naming_the_problem(
     tmp_path: Path, text: str, complaint: str
@@ -83,6 +89,15 @@ def test_a_bad_token_file_is_refused_naming_the_problem(
     path.write_text(text)
     with pytest.raises(TokenFileError, match=complaint):
         TokenBook.from_file(path)
+
+
+def test_a_token_file_that_is_a_folder_or_not_text_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(TokenFileError, match="is a folder"):
+        TokenBook.from_file(tmp_path)
+    binary = tmp_path / "tokens.toml"
+    binary.write_bytes(b"\xff\xfe\x00tokens")
+    with pytest.raises(TokenFileError, match="not UTF-8"):
+        TokenBook.from_file(binary)
 
 
 def test_the_committed_openapi_document_is_current() -> None:
@@ -229,8 +244,12 @@ def test_release_through_the_api_reaches_kafka_the_worker_and_the_audit_log(
         by_cli = cli(settings, viewer, "orders", "release", ACCOUNT, "SO-2",
                      "--reason", "paid by wire")
         assert by_cli.returncode == 3 and "403" in by_cli.stderr
-        assert api.request("POST", release, controller,
-                           json={"reason": ""}).status_code == 422
+        for bad in ("", "   ", "ok\x00"):
+            assert api.request("POST", release, controller,
+                               json={"reason": bad}).status_code == 422, repr(bad)
+        assert api.request("GET", "/v1/accounts/main/A%00B", viewer).status_code == 422
+        assert api.request("GET", "/v1/orders/blocked?account=a%00b",
+                           viewer).status_code == 422
         assert api.request("GET", "/v1/accounts/main/NOBODY", viewer).status_code == 404
         assert len(asyncio.run(input_records(settings))) == records_before
         assert not [r for r in asyncio.run(audit_rows(schema_dsn))

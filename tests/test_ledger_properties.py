@@ -314,7 +314,7 @@ class EveryAccountOnEveryTick(CreditEngine):
 
     def _wake_due(self, event: Any, done: set[str]) -> list[dict[str, Any]]:
         out = []
-        for key in list(self.accounts):
+        for key in sorted(self.accounts):
             if key not in done:
                 out.extend(self._settle(self.accounts[key], event))
         return out

@@ -31,6 +31,9 @@ def test_points_add_up_to_the_score(events: list[dict]) -> None:
     _, engine = run(events)
     for snapshot in engine.snapshots():
         score = snapshot["data"]["score"]
+        for f in score["factors"]:  # each factor's points from what the snapshot shows
+            assert Decimal(f["points"]) == (Decimal(f["fraction"]) * Decimal(f["weight"])
+                                            ).quantize(Decimal("0.01"), ROUND_HALF_EVEN)
         points = sum(Decimal(f["points"]) for f in score["factors"])
         assert Decimal(score["score"]) == points
         assert Decimal(0) <= points <= Decimal(100)
@@ -137,8 +140,10 @@ def test_a_score_can_be_recomputed_by_hand_from_the_snapshot() -> None:
     q = Decimal("0.01")
 
     def points(name: str, fraction: Decimal) -> Decimal:
-        return (min(Decimal(1), max(Decimal(0), fraction)) * Decimal(f[name]["weight"])) \
-            .quantize(q, rounding=ROUND_HALF_EVEN)
+        shown = min(Decimal(1), max(Decimal(0), fraction)).quantize(
+            Decimal("0.0001"), rounding=ROUND_HALF_EVEN)
+        assert Decimal(f[name]["fraction"]) == shown, name
+        return (shown * Decimal(f[name]["weight"])).quantize(q, rounding=ROUND_HALF_EVEN)
 
     ph = f["payment_history"]["inputs"]
     lates = [i["days_late"] for i in ph["invoices"]]

@@ -21,7 +21,7 @@ import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.api.auth import Principal, Role, TokenBook
 from monitor.settings import Settings
@@ -39,13 +39,17 @@ API_SOURCE = "credit-monitor/api"
 TITLE = "credit-monitor operator API"
 
 _bearer = HTTPBearer(auto_error=False, description="a token from the API token file")
+# Ids and reasons of printable characters only: a NUL or other control character can
+# be neither stored in PostgreSQL text nor meant by a person.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
 
 
 # ---- response and request bodies ---------------------------------------------------
 
 
 class ReleaseRequest(BaseModel):
-    reason: str = Field(min_length=3, max_length=500,
+    model_config = ConfigDict(str_strip_whitespace=True)
+    reason: str = Field(min_length=3, max_length=500, pattern=_PRINTABLE,
                         description="why the order may go; kept with the release")
 
 
@@ -125,13 +129,29 @@ class Services:
         self.publisher: EventPublisher | None = None
 
     async def open(self) -> None:
-        self.publisher = EventPublisher(self.settings)
-        await self.publisher.__aenter__()
+        # Neither service is needed to start: reads need only PostgreSQL, releases
+        # both, and each is opened again on the next request that needs it.
+        try:
+            await self.kafka()
+        except Exception as exc:  # noqa: BLE001 - any broker trouble means the same
+            log.warning("Kafka not reachable at start-up (%s); releases answer 503 "
+                        "until it is", exc)
         try:
             self.pool = await create_pool(self.settings.pg_dsn.get_secret_value())
         except StoreError as exc:
-            # Reads answer 503 until PostgreSQL is back; the API itself stays up.
-            log.warning("PostgreSQL not reachable at start-up (%s); will retry", exc)
+            log.warning("PostgreSQL not reachable at start-up (%s); reads answer 503 "
+                        "until it is", exc)
+
+    async def kafka(self) -> EventPublisher:
+        if self.publisher is None:
+            publisher = EventPublisher(self.settings)
+            try:
+                await publisher.__aenter__()
+            except BaseException:
+                await publisher.producer.stop()
+                raise
+            self.publisher = publisher
+        return self.publisher
 
     async def close(self) -> None:
         if self.pool is not None:
@@ -188,8 +208,10 @@ def create_app(settings: Settings, tokens: TokenBook) -> FastAPI:
 
     viewer = Annotated[Principal, Depends(require("viewer"))]
     controller = Annotated[Principal, Depends(require("controller"))]
-    company_p = Annotated[str, Path(description="the account's company", min_length=1)]
-    customer_p = Annotated[str, Path(description="the ERP customer id", min_length=1)]
+    company_p = Annotated[str, Path(description="the account's company", min_length=1,
+                                    max_length=200, pattern=_PRINTABLE)]
+    customer_p = Annotated[str, Path(description="the ERP customer id", min_length=1,
+                                     max_length=200, pattern=_PRINTABLE)]
     errors: dict[int | str, dict[str, Any]] = {
         401: {"model": Problem, "description": "no token, or an unknown one"},
         403: {"model": Problem, "description": "the token's role may not do this"},
@@ -222,7 +244,8 @@ def create_app(settings: Settings, tokens: TokenBook) -> FastAPI:
     @app.get("/v1/orders/blocked", response_model=list[BlockedOrderView],
              responses=errors, summary="Orders waiting on credit, the longest waiting first")
     async def blocked(who: viewer, account: Annotated[
-            str | None, Query(description="only this company/customer_id")] = None,
+            str | None, Query(description="only this company/customer_id",
+                              max_length=401, pattern=_PRINTABLE)] = None,
     ) -> list[BlockedOrderView]:
         rows = await queries.blocked_orders(await services.db(), account)
         return [BlockedOrderView(**_texts(asdict(r))) for r in rows]
@@ -232,7 +255,8 @@ def create_app(settings: Settings, tokens: TokenBook) -> FastAPI:
               responses={**errors, 404: {"model": Problem}, 409: {"model": Problem}},
               summary="Release a blocked order, with a reason (credit controllers only)")
     async def release(company: company_p, customer_id: customer_p,
-                      order_id: Annotated[str, Path(min_length=1)],
+                      order_id: Annotated[str, Path(min_length=1, max_length=200,
+                                                    pattern=_PRINTABLE)],
                       body: ReleaseRequest, who: controller) -> ReleaseAccepted:
         pool = await services.db()
         key = f"{company}/{customer_id}"
@@ -243,33 +267,49 @@ def create_app(settings: Settings, tokens: TokenBook) -> FastAPI:
         if order_id not in blocked_ids:
             raise HTTPException(409, f"order {order_id} of {key} is not blocked "
                                 f"(as of {snap.data.get('as_of')}); nothing to release")
-        command = release_command(company, customer_id, order_id, who, body.reason)
+        # In replay mode business time is the history's, not the wall clock's: the
+        # release is dated at the account's own clock so that it does not move it.
+        at = snap.data.get("as_of") if settings.mode == "replay" else None
+        command = release_command(company, customer_id, order_id, who, body.reason, at)
         value = orjson.dumps(command)
-        assert services.publisher is not None
         try:
-            meta = await services.publisher.publish_and_wait(command)
-        except Exception as exc:  # the broker did not take it: nothing happened
+            publisher = await services.kafka()
+            meta = await publisher.publish_and_wait(command)
+        except Exception as exc:  # noqa: BLE001 - not taken by the broker: nothing happened
             raise HTTPException(503, f"Kafka did not accept the release: {exc}") from exc
-        # Who and why, in the audit log beside the decisions it will cause.
+
+        # Who and why, in the audit log beside the decisions it will cause. The release
+        # is in Kafka already, so from here on the answer is 202 whatever happens.
+        note = None
         batch = RowBatch()
         batch.add(read_output("audit_log", value, meta.partition, meta.offset))
-        async with pool.acquire() as conn:
-            await write_batch(conn, batch)
+        try:
+            async with pool.acquire() as conn:
+                await write_batch(conn, batch)
+        except Exception as exc:  # noqa: BLE001 - reported in the answer and the log
+            log.error("release %s of %s %s by %s is in Kafka but its request could not "
+                      "be written to the audit log: %s", command["id"], key, order_id,
+                      who.name, exc)
+            note = (f"the request could not be written to the audit log ({exc}); the "
+                    "release itself is in Kafka, and its credit.order.released, with "
+                    "who and why, reaches the audit log through the worker")
         log.info("release of %s %s by %s: %s", key, order_id, who.name, body.reason)
-        return ReleaseAccepted(
+        accepted = ReleaseAccepted(
             command_id=command["id"], account=key, order_id=order_id, by=who.name,
             reason=body.reason,
             kafka=KafkaPosition(topic=settings.topic(topics.INPUT),
                                 partition=meta.partition, offset=meta.offset),
         )
+        return accepted if note is None else accepted.model_copy(update={"note": note})
 
     return app
 
 
 def release_command(company: str, customer_id: str, order_id: str, who: Principal,
-                    reason: str) -> dict[str, Any]:
-    """The contract's `credit.command.release_order`, from the API, signed by `who`."""
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+                    reason: str, at: str | None = None) -> dict[str, Any]:
+    """The contract's `credit.command.release_order`, from the API, signed by `who`,
+    dated `at` (ISO time) or now."""
+    now = at or dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
     return {
         "specversion": "1.0", "id": f"release-{uuid.uuid4()}", "source": API_SOURCE,
         "type": "credit.command.release_order", "time": now.replace("+00:00", "Z"),

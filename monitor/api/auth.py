@@ -60,21 +60,34 @@ class TokenBook:
 
     @classmethod
     def from_file(cls, path: Path) -> TokenBook:
+        if path.is_dir():
+            raise TokenFileError(f"{path} is a folder; CREDIT_MONITOR_API_TOKENS_FILE must "
+                                 "name the TOML token file")
         try:
             doc = tomllib.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise TokenFileError(f"{path}: cannot read: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise TokenFileError(f"{path}: not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise TokenFileError(f"{path}: not TOML: {exc}") from None
+        unknown = sorted(set(doc) - {"tokens"})
+        if unknown:
+            raise TokenFileError(f"{path}: unknown key {unknown[0]!r}; only [[tokens]]")
         raw = doc.get("tokens", [])
         if not isinstance(raw, list):
             raise TokenFileError(f"{path}: `tokens` must be an array of tables")
         entries: list[_Entry] = []
         names: set[str] = set()
+        digests: set[bytes] = set()
         for n, item in enumerate(raw, start=1):
             where = f"{path}: tokens entry {n}"
             if not isinstance(item, dict):
                 raise TokenFileError(f"{where}: must be a table")
+            extra = sorted(set(item) - {"name", "role", "sha256"})
+            if extra:
+                raise TokenFileError(f"{where}: unknown key {extra[0]!r}; an entry has "
+                                     "name, role and sha256")
             name, role, digest = item.get("name"), item.get("role"), item.get("sha256")
             if not isinstance(name, str) or not name.strip():
                 raise TokenFileError(f"{where}: `name` must be a non-empty string")
@@ -88,7 +101,11 @@ class TokenBook:
                 raise TokenFileError(f"{where} ({name}): `sha256` is not hex") from None
             if name in names:
                 raise TokenFileError(f"{where}: the name {name!r} is used twice")
+            if digest_bytes in digests:
+                raise TokenFileError(f"{where} ({name}): the same token is listed twice; "
+                                     "one token has one name and one role")
             names.add(name)
+            digests.add(digest_bytes)
             entries.append(_Entry(digest_bytes, Principal(name, role)))
         return cls(entries)
 

@@ -40,7 +40,7 @@ from .documents import (
     Profile,
 )
 from .fx import FxBook
-from .money import ZERO, plain, report
+from .money import ZERO, plain, quantized, report
 from .policy import Policy, Thresholds
 from .position import BUCKETS, Position, compute_position
 from .score import Score, ScoreInputs, Settlement, compute_score
@@ -904,8 +904,8 @@ class Account:
             "credit_limit": report(limit, cur),
             "recommended_limit": report(recommended, cur),
             "currency": cur,
-            "difference": format(((recommended - limit) / limit).quantize(
-                Decimal("0.0001")), "f"),
+            "difference": format(quantized((recommended - limit) / limit,
+                                           Decimal("0.0001")), "f"),
             "grade": score.grade,
             "score": format(score.score, "f"),
             "figures": score.limit_figures(),
@@ -1049,7 +1049,7 @@ class Account:
             },
             "available_credit": None if limit is None else report(limit - exposure, cur),
             "utilization": (
-                None if not limit else format((exposure / limit).quantize(Decimal("0.0001")), "f")
+                None if not limit else format(quantized(exposure / limit, Decimal("0.0001")), "f")
             ),
             "overdue": {
                 "amount": report(pos.overdue_amount, cur),
@@ -1120,7 +1120,7 @@ def _local_date(as_of: dt.datetime | None, timezone: str) -> dt.date:
 def _percent(exposure: Decimal, limit: Decimal) -> str:
     if not limit:
         return "n/a"
-    return f"{(exposure / limit * 100).quantize(Decimal(1))}%"
+    return f"{quantized(exposure / limit * 100, Decimal(1))}%"
 
 
 def _iso(t: dt.datetime | None) -> str | None:

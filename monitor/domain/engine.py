@@ -208,17 +208,34 @@ class CreditEngine:
         seen[dedup] = clock
 
     def _wake_due(self, event: Any, done: set[str]) -> list[dict[str, Any]]:
-        """Re-assess the accounts whose status the passing of time can change by now."""
-        out: list[dict[str, Any]] = []
+        """Re-assess the accounts whose status the passing of time can change by now:
+        those whose wake-up time has come, and every overdue one (its score moves each
+        day with the oldest overdue days, and with it its grade and, for `risk_class =
+        "auto"`, its thresholds). They are taken in order of account key."""
         clock = self.ctx.clock
         assert clock is not None
+        woken: set[str] = set()
         while self._wake and self._wake[0][0] <= clock:
             wake_at, key = heapq.heappop(self._wake)
             account = self.accounts.get(key)
-            if account is None or account.wake_at != wake_at or key in done:
-                continue
+            if account is not None and account.wake_at == wake_at:
+                woken.add(key)
+        out: list[dict[str, Any]] = []
+        for key in sorted((woken | self._overdue) - done):
+            account = self.accounts[key]
             done.add(key)
-            out.extend(self._settle(account, event))
+            if key in woken:
+                out.extend(self._settle(account, event))
+                continue
+            # Overdue but not due for a wake-up: written back only if it decided
+            # something, so that a tick does not rewrite every overdue account.
+            wake_before = account.wake_at
+            decisions = account.settle(self.ctx)
+            if decisions:
+                self._store(account)
+                out.extend(self._wrap(decisions, event, key))
+            elif account.wake_at != wake_before or not account.overdue:
+                self._index(account)
         return out
 
     def _settle(self, account: Account, event: Any) -> list[dict[str, Any]]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from functools import lru_cache
 
 import iso4217
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
+# Rounding for reports never fails: the default context's 28 digits would raise on a
+# sum above 10^26 rounded to cents, and one such account would stop its partition.
+_REPORTING = Context(prec=80)
 
 
 @lru_cache(maxsize=512)
@@ -28,7 +31,7 @@ def _quantum(currency: str) -> Decimal:
 
 def rounded(amount: Decimal, currency: str) -> Decimal:
     """The amount rounded half-even to the currency's minor unit."""
-    return amount.quantize(_quantum(currency), rounding=ROUND_HALF_EVEN)
+    return amount.quantize(_quantum(currency), rounding=ROUND_HALF_EVEN, context=_REPORTING)
 
 
 def report(amount: Decimal, currency: str | None) -> str:
@@ -43,3 +46,9 @@ def plain(value: Decimal) -> str:
     return format(value.normalize(), "f") if value == value.to_integral() else format(
         value, "f"
     )
+
+
+def quantized(value: Decimal, exponent: Decimal) -> Decimal:
+    """`value` rounded half-even to `exponent` (e.g. `Decimal("0.0001")`), never failing
+    for size."""
+    return value.quantize(exponent, rounding=ROUND_HALF_EVEN, context=_REPORTING)

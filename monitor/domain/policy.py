@@ -250,8 +250,16 @@ def _score_policy(table: dict[str, Any], known: set[str]) -> ScorePolicy:
     if not bands["A"] >= bands["B"] >= bands["C"]:
         raise PolicyError("[score]: grade_a >= grade_b >= grade_c is needed")
     limit_round = d("limit_round")
-    if limit_round <= 0:
-        raise PolicyError("[score].limit_round: must be above 0")
+    if not 0 < limit_round <= 10**9:
+        raise PolicyError("[score].limit_round: must be above 0 and at most 10^9")
+    multipliers = {g: d(f"limit_multiplier_{g.lower()}") for g in RISK_CLASSES}
+    for g, value in multipliers.items():
+        if value > 100:
+            raise PolicyError(f"[score].limit_multiplier_{g.lower()}: at most 100, "
+                              f"got {value}")
+    for key in ("credit_note_share_for_zero", "review_difference"):
+        if not 0 < d(key) <= 100:
+            raise PolicyError(f"[score].{key}: must be above 0 and at most 100")
     return ScorePolicy(
         weights=weights,
         late_days_for_zero=n("late_days_for_zero"),
@@ -263,7 +271,7 @@ def _score_policy(table: dict[str, Any], known: set[str]) -> ScorePolicy:
         invoices_considered=n("invoices_considered", 0),
         grade_bands=bands,
         limit_months=n("limit_months"),
-        limit_multipliers={g: d(f"limit_multiplier_{g.lower()}") for g in RISK_CLASSES},
+        limit_multipliers=multipliers,
         limit_round=limit_round,
         review_difference=d("review_difference"),
     )

@@ -4,7 +4,8 @@ recommended credit limit.
 Every factor turns a few figures of the account into a fraction from 0 (worst) to 1
 (best) by a straight line between a "best" and a "zero points" value; its points are
 that fraction times its weight, rounded half-even to 0.01, and the score is the sum of
-the points. Everything a factor used is in the snapshot, so anyone can recompute it:
+the points; the fraction is first rounded half-even to 4 decimals (as the snapshot shows
+it). Everything a factor used is in the snapshot, so anyone can recompute it:
 
 | factor | inputs | fraction |
 | --- | --- | --- |
@@ -29,9 +30,10 @@ from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from .money import ZERO
+from .money import ZERO, quantized
 
 CENT = Decimal("0.01")
+FRACTION_PLACES = Decimal("0.0001")
 ONE = Decimal(1)
 HALF = Decimal("0.5")
 DEFAULT_TERMS_DAYS = 30
@@ -140,7 +142,7 @@ def _ratio(a: Decimal, b: Decimal) -> Decimal:
 
 
 def _text(value: Decimal, places: str = "0.0001") -> str:
-    return format(value.quantize(Decimal(places), rounding=ROUND_HALF_EVEN), "f")
+    return format(quantized(value, Decimal(places)), "f")
 
 
 def _mean(values: tuple[Decimal, ...]) -> Decimal:
@@ -190,7 +192,10 @@ def compute_score(x: ScoreInputs, p: ScorePolicy) -> Score:
                                               p.credit_note_share_for_zero))
     else:
         credit_notes = ONE
-    fractions = (history, overdue, utilization, tenure, disputes, reversals, credit_notes)
+    # Rounded to the 4 places the snapshot shows, so that points can be recomputed
+    # from it exactly.
+    fractions = tuple(quantized(f, FRACTION_PLACES) for f in (
+        history, overdue, utilization, tenure, disputes, reversals, credit_notes))
     points = tuple((f * p.weights[name]).quantize(CENT, rounding=ROUND_HALF_EVEN)
                    for name, f in zip(FACTORS, fractions))
     score = sum(points, ZERO)
