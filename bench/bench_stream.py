@@ -50,6 +50,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from monitor.settings import Settings  # noqa: E402
 from schemas import topics  # noqa: E402
+from tests.streamkit import delete_topics, env_of, free_port  # noqa: E402
 
 RESULTS = ROOT / "BENCHMARKS.md"
 TARGETS = {
@@ -64,37 +65,18 @@ TARGETS = {
 def settings_for(tag: str, partitions: int = 6) -> Settings:
     return Settings(  # type: ignore[call-arg]
         topic_prefix=f"bench{tag}.", app_id=f"bench-{tag}", partitions=partitions,
-        mode="replay", web_port=_free_port(), state_dir=ROOT / ".var" / f"bench-{tag}",
+        mode="replay", web_port=free_port(), state_dir=ROOT / ".var" / f"bench-{tag}",
         pg_dsn=os.environ.get(
             "CREDIT_MONITOR_PG_DSN",
             "postgresql://credit_monitor:credit_monitor@127.0.0.1:55432/credit_monitor"),
     )
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CREDIT_MONITOR_")}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        env[f"CREDIT_MONITOR_{name.upper()}"] = str(value)
-    return env
-
-
 class Worker:
     def __init__(self, settings: Settings, log: Path) -> None:
         self.settings = settings
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "monitor", "worker"], cwd=ROOT, env=_env(settings),
+            [sys.executable, "-m", "monitor", "worker"], cwd=ROOT, env=env_of(settings),
             stdout=open(log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
             start_new_session=True)
 
@@ -144,20 +126,6 @@ async def create_topics(settings: Settings) -> None:
     from streams.topology import ensure_topics
 
     await ensure_topics(settings)
-
-
-async def delete_topics(settings: Settings) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        mine = [t for t in await admin.list_topics()
-                if t.startswith(settings.topic_prefix) or t.startswith(settings.app_id)]
-        if mine:
-            await admin.delete_topics(mine)
-    finally:
-        await admin.close()
 
 
 async def publish_file(settings: Settings, path: Path) -> tuple[int, float]:
