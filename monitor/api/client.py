@@ -74,8 +74,18 @@ def show_account(settings: Settings, account: str, out: TextIO, as_json: bool) -
                   f"{o.get('blocked_at')}: {', '.join(r.get('code', '') for r in o['reasons'])}\n" for o in snap.get("blocked_orders", []))
     for kind, docs in snap.get("documents", {}).items():
         out.writelines(f"  open {kind[:-1]} {d['id']}: {d['open']} {d['currency']}\n" for d in docs)
-    out.writelines(f"  {d['event_time']}  {d['type']}  {d.get('order_id') or d.get('status')}"
+    out.writelines(f"  {d['event_time']}  {d['type']}  {_what(d)}"
                   f"  {' '.join(d['reason_codes'])}\n" for d in view["recent_decisions"])
+
+
+def _what(entry: dict[str, Any]) -> str:
+    """The one figure that says what an audit entry was about."""
+    data = entry.get("data") or {}
+    for value in (entry.get("order_id"), entry.get("status"), data.get("grade"),
+                  data.get("recommended_limit")):
+        if value:
+            return str(value)
+    return ""
 
 
 def list_on_hold(settings: Settings, out: TextIO, as_json: bool) -> None:
