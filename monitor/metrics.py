@@ -231,6 +231,13 @@ class CreditMetrics:
             "Orders currently blocked, waiting for release.",
             registry=r,
         )
+        self._snapshot_failures = Counter(
+            "credit_monitor_snapshot_failures",
+            "Account snapshots that could not be made (a defect; the log names the "
+            "account). The account keeps deciding; its snapshot is retried on the next "
+            "event that changes it.",
+            registry=r,
+        )
         self._audit = _AuditCollector()
         r.register(self._audit)
 
@@ -267,6 +274,10 @@ class CreditMetrics:
         self._decisions.labels(type=output_type).inc()
         for code in _reason_codes(output.get("data")) or [_NO_REASON]:
             self._decision_reasons.labels(type=output_type, reason=code).inc()
+
+    def snapshot_failed(self) -> None:
+        """Count one account snapshot that raised instead of being published."""
+        self._snapshot_failures.inc()
 
     def decision_latency(
         self, *, since_arrival_seconds: float, since_event_seconds: float | None

@@ -401,7 +401,17 @@ class CreditStreams:
             dirty, pe.dirty = pe.dirty, {}
             for account in dirty:
                 if account in pe.engine.accounts:
-                    snap = pe.engine.snapshot_event(account)
+                    try:
+                        snap = pe.engine.snapshot_event(account)
+                    except Exception:
+                        # A snapshot is a view: a defect in making one must not stop
+                        # the worker (it would fail again on every restart, since a
+                        # restored account is flushed at once). Decisions go on; the
+                        # failure is logged with the account and counted.
+                        log.exception("could not make the snapshot of %s; it is "
+                                      "skipped until the account changes again", account)
+                        self.metrics.snapshot_failed()
+                        continue
                     await self._send(self.snapshots, account.encode(), orjson.dumps(snap))
                     sent += 1
                     if sent % 200 == 0:

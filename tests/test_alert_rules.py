@@ -37,6 +37,7 @@ ALERTS = {
     "RejectedEventsSpike",
     "HoldsRisingFast",
     "AuditBacklog",
+    "SnapshotFailures",
 }
 
 
@@ -129,6 +130,7 @@ def test_amtool_accepts_the_alertmanager_config() -> None:
         ("AuditBacklog", "on-call-pager"),
         ("DecisionLatencyHigh", "on-call-slack"),
         ("RejectedEventsSpike", "on-call-slack"),
+        ("SnapshotFailures", "on-call-slack"),
         ("HoldsRisingFast", "credit-control"),
     ],
 )

@@ -62,7 +62,8 @@ class Stream:
         op = self.draw(st.sampled_from([
             "order", "order", "amend", "cancel", "close", "reopen", "delivery",
             "invoice", "invoice", "invoice_cancel", "credit_note", "payment", "payment",
-            "allocate", "reverse", "tick", "fx", "profile", "dispute",
+            "allocate", "reverse", "tick", "fx", "profile", "dispute", "resolve",
+            "release",
         ]))
         if op == "order":
             self.add("erp.order.placed", c, order_id=self.new(c, "order"),
@@ -118,6 +119,12 @@ class Stream:
             self.profile(c)
         elif op == "dispute":
             self.add("erp.invoice.disputed", c, invoice_id=self.pick(c, "invoice"))
+        elif op == "resolve":
+            self.add("erp.invoice.dispute_resolved", c, invoice_id=self.pick(c, "invoice"))
+        elif op == "release":
+            # Often of an order that is not blocked or not known: a rejection.
+            self.add("credit.command.release_order", c, order_id=self.pick(c, "order"),
+                     by="controller", reason="customer called")
 
     def profile(self, customer: str) -> None:
         self.add("erp.credit_profile.set", customer, currency="EUR",
@@ -362,3 +369,21 @@ def test_an_account_restored_from_its_state_decides_the_same(events: list[dict])
 
     assert restored == reference
     assert engine.snapshots() == engine_ref.snapshots()
+
+
+@PROPS
+@given(streams(customers=3, currencies=("EUR", "USD"), size=40))
+def test_every_account_has_a_snapshot_after_every_event(events: list[dict]) -> None:
+    # Including accounts known only from rejected events, before any clock tick: their
+    # snapshot says nothing is owed, with no time of their own.
+    engine = CreditEngine(POLICY)
+    for e in events:
+        engine.process(e, {"test": True})
+        for key in engine.accounts:
+            snap = engine.snapshot_event(key)
+            assert snap["data"]["exposure"]["total"] is not None
+    for key, account in engine.accounts.items():
+        if account.last_time is None:
+            snap = engine.snapshot(key)
+            assert snap is not None and snap["as_of"] is None
+            assert snap["exposure"]["total"] == "0"

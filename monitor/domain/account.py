@@ -843,7 +843,7 @@ class Account:
                 credited += conv_cred
                 if month in recent:
                     monthly[month] += conv_inv
-        year_ago = today - dt.timedelta(days=365)
+        year_ago = _year_before(today)
         inputs = ScoreInputs(
             today=today,
             settlements=tuple(self.settlements),
@@ -961,7 +961,7 @@ class Account:
         today = _local_date(self.last_time or as_of, self._timezone())
         oldest_month = _month_before(today, MONTHS_KEPT - 1)
         self.months = {m: v for m, v in self.months.items() if m >= oldest_month}
-        year_ago = today - dt.timedelta(days=365)
+        year_ago = _year_before(today)
         self.reversal_days = [d for d in self.reversal_days if d > year_ago]
         pos = self.assess(ctx).position
 
@@ -1164,6 +1164,12 @@ MONTHS_KEPT = 13
 
 
 @lru_cache(maxsize=64)
+def _year_before(today: dt.date) -> dt.date:
+    """365 days before `today`; for an account known only from rejected events, whose
+    `today` is the earliest date there is, that earliest date again."""
+    return today - dt.timedelta(days=365) if today.toordinal() > 365 else dt.date.min
+
+
 def _last_months(today: dt.date) -> list[str]:
     """"YYYY-MM" of the month of `today` and the 11 before it, newest first."""
     return [_month_before(today, back) for back in range(12)]

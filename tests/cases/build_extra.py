@@ -84,6 +84,21 @@ def cases() -> list[Case]:
     c.snapshot(exposure__open_orders="0.00", blocked_orders=["SO1"])
     out.append(c)
 
+    c = Case("account-known-only-from-rejected-events",
+             "A rejected event is the first and only event of an account, before any "
+             "clock: it is rejected with its reason, nothing is owed, and the account's "
+             "snapshot says so with no time of its own. (An event that fails validation, "
+             "like C2's payment, makes no account at all.)")
+    c.ev("credit.command.release_order", "2026-01-01T07:00:00Z", order_id="SO1",
+         by="ops", reason="customer called")
+    c.ev("erp.payment.received", "2026-01-01T08:00:00Z", customer="C2", payment_id="P1",
+         amount="100.00", currency="EUR",
+         allocations=[{"invoice_id": "INV1", "amount": "150.00"}])
+    c.expect("credit.event.rejected")
+    c.expect("credit.event.rejected")
+    c.snapshot(status="OK", exposure__total="0", blocked_orders=[], as_of=None)
+    out.append(c)
+
     c = Case("second-order-with-same-number-is-rejected",
              "A document number used twice in one account is rejected, not counted twice.")
     c.profile("2026-01-01T08:00:00Z")
