@@ -112,11 +112,6 @@ def test_worker_killed_five_times_loses_and_doubles_nothing(tmp_path: Path,
     assert_same_as_evaluator(got, exp)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "KNOWN DEFECT, cause not found yet: when one of two workers is killed during this "
-    "stream, the survivor sometimes stalls for minutes (in 1 of the last 2 runs about "
-    "4,600 decisions had not come within 400 s; the other run was equal to the "
-    "evaluator). Reported as xfailed or xpassed, never as passed."))
 def test_second_worker_takes_over_when_the_first_is_killed(tmp_path: Path,
                                                           kafka_bootstrap: str) -> None:
     events = streamgen.generate(20_000, 600, seed=9)
