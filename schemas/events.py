@@ -83,6 +83,21 @@ Rate = Annotated[
 ]
 DocumentId = Annotated[str, Field(min_length=1, max_length=200)]
 
+# Dates and times outside these years are typing errors in an ERP, and at the ends of the
+# calendar (year 1, year 9999) a time zone or a year's window would run off it.
+FIRST_DAY, LAST_DAY = dt.date(1900, 1, 1), dt.date(2199, 12, 31)
+
+
+def _check_date(value: dt.date) -> dt.date:
+    if not FIRST_DAY <= value <= LAST_DAY:
+        raise ValueError(f"{value.isoformat()} is outside the dates this monitor accepts "
+                         f"({FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()})")
+    return value
+
+
+BusinessDate = Annotated[dt.date, AfterValidator(_check_date),
+                         Field(description="a date from 1900-01-01 to 2199-12-31")]
+
 
 class _Data(BaseModel):
     # ERPs add fields of their own; they are carried, never rejected.
@@ -101,7 +116,7 @@ class CreditProfileSetData(_AccountData):
     currency: CurrencyCode
     credit_limit: Amount
     risk_class: Literal["A", "B", "C", "D", "auto"]
-    valid_until: dt.date | None = None
+    valid_until: BusinessDate | None = None
     timezone: TimeZoneName = "UTC"
     blocked: bool = False
     payment_terms_days: Annotated[int, Field(ge=0, le=3650)] | None = None
@@ -134,7 +149,7 @@ class InvoiceIssuedData(_AccountData):
     invoice_id: DocumentId
     amount: Amount
     currency: CurrencyCode
-    due_date: dt.date
+    due_date: BusinessDate
     order_id: DocumentId | None = None
     delivery_id: DocumentId | None = None
 
@@ -219,14 +234,20 @@ class Envelope(BaseModel):
     specversion: Literal["1.0"]
     id: Annotated[str, Field(min_length=1, max_length=500)]
     source: Annotated[str, Field(min_length=1, max_length=500)]
-    time: AwareDatetime
+    time: AwareDatetime = Field(description="business time with its UTC offset, from "
+                                            "1900-01-01 to 2199-12-31")
     subject: str | None = None
     datacontenttype: str | None = None
 
     @field_validator("time")
     @classmethod
     def _in_utc(cls, value: dt.datetime) -> dt.datetime:
-        return value.astimezone(dt.timezone.utc)
+        # Checked on the UTC date and the local date alike: either could run off the
+        # calendar in an account's time zone otherwise.
+        _check_date(value.date())
+        utc = value.astimezone(dt.timezone.utc)
+        _check_date(utc.date())
+        return utc
 
 
 class CreditProfileSet(Envelope):
