@@ -163,9 +163,10 @@ class CreditStreams:
                 try:
                     await self.on_record(event.message)
                 except Exception:
-                    # Bad input never gets here (it becomes a rejection), so this is a
-                    # bug. Stop at once, committing nothing: after a restart the record
-                    # is processed again instead of being skipped and lost.
+                    # Bad input, and an account event the domain code fails on, become
+                    # rejections; what gets here is a failure elsewhere (a tick or rate
+                    # across accounts, the producer). Stop at once, committing nothing:
+                    # after a restart the record is processed again, not lost.
                     msg = event.message
                     log.exception(
                         "failed on %s[%d]@%d; the worker stops without committing so "
@@ -242,7 +243,8 @@ class CreditStreams:
                     if tp.topic == self.input.get_topic_name()}
         engines: dict[int, PartitionEngine] = {}
         for p in assigned:
-            engine = CreditEngine(self.policy, retention=self.retention)
+            engine = CreditEngine(self.policy, retention=self.retention,
+                                  saved_state=self._saved_state)
             raw = self.accounts.get(_partition_key(p))
             if raw is not None:
                 state = orjson.loads(raw)
@@ -275,6 +277,12 @@ class CreditStreams:
         log.info("credit engines ready for partitions %s (%d accounts)",
                  sorted(engines), sum(len(a) for a in restored.values()))
 
+    def _saved_state(self, account: str) -> dict[str, Any] | None:
+        """The account's state as the changelog table holds it: after the last record
+        that changed it (the engine undoes a failed event with it)."""
+        raw = self.accounts.data.get(account.encode())
+        return None if raw is None else orjson.loads(raw)["a"]  # type: ignore[no-any-return]
+
     def _committed(self, partition: int) -> int | None:
         # TODO: faust has no public accessor for the last committed offset; if this
         # private attribute goes away, outbox entries are simply kept longer.
@@ -306,6 +314,10 @@ class CreditStreams:
 
         outcome = engine.process_outcome(raw, origin)
         self.processed += 1
+        if outcome.failure is not None:
+            log.error("a defect while applying %s[%d]@%d: the event was rejected and its "
+                      "account left as before it; report this with the record\n%s",
+                      message.topic, p, message.offset, outcome.failure)
         observe.record(self.metrics, outcome, message.timestamp)
 
         if outcome.duplicate is not None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import traceback
 import uuid
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from schemas import events as ev
 from schemas.parse import InvalidEvent, parse, validate
@@ -21,6 +24,7 @@ from .account import Account, Context, _iso
 from .decisions import Decision, EventRejected
 from .fx import FxBook, FxRate
 from .policy import Policy
+from .state import account_from_state, account_to_state
 
 OUTPUT_SOURCE = "credit-monitor"
 _ID_NAMESPACE = uuid.UUID("6f1c2d0e-8a55-4c1e-9a57-0c9d3f1be7a1")
@@ -50,6 +54,9 @@ class Outcome:
     """a clock tick or FX rate: it concerns every account of the partition"""
     kind: str | None = None
     """the record's event type, when it had a readable one"""
+    failure: str | None = None
+    """the traceback when applying the event failed unexpectedly (a defect): the event
+    was rejected and its account left as it was before it"""
 
 
 class CreditEngine:
@@ -61,9 +68,23 @@ class CreditEngine:
         *,
         accounts: MutableMapping[str, Account] | None = None,
         retention: dt.timedelta = dt.timedelta(days=7),
+        saved_state: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
+        """
+        Args:
+            saved_state: the state (`account_to_state`) an account had after the last
+                record that changed it, or None for an account not saved yet. An event
+                that fails unexpectedly is undone with it. The streaming service reads
+                it from its changelog table; by default the engine keeps a copy of each
+                changed account itself.
+        """
         self.ctx = Context(policy=policy, fx=FxBook(), retention=retention)
         self.accounts: MutableMapping[str, Account] = {} if accounts is None else accounts
+        self._images: dict[str, bytes] | None = None
+        if saved_state is None:
+            self._images = {}
+            saved_state = self._own_image
+        self._saved_state = saved_state
         self._wake: list[tuple[dt.datetime, str]] = []
         self._overdue: set[str] = set()
         self._outcome = Outcome()
@@ -93,7 +114,15 @@ class CreditEngine:
         outcome.cause = f"{event.source}\x1f{event.id}"
         outcome.broadcast = kind in ("clock.tick", "fx.rate.set")
         outcome.outputs.extend(self.apply(event, origin))
+        if self._images is not None:
+            for key in outcome.changed:
+                self._images[key] = orjson.dumps(account_to_state(self.accounts[key]))
         return outcome
+
+    def _own_image(self, key: str) -> dict[str, Any] | None:
+        assert self._images is not None
+        image = self._images.get(key)
+        return None if image is None else orjson.loads(image)
 
     def apply(self, event: Any, origin: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Apply one validated event."""
@@ -144,6 +173,21 @@ class CreditEngine:
             account.seen[dedup] = account.as_of(self.ctx) or event.time
             self._store(account)
             return [self._rejected(event.model_dump(mode="json"), str(exc), origin, key)]
+        except Exception as exc:  # noqa: BLE001 - a defect, not bad input
+            # The account may be half changed: it goes back to its state after the
+            # last record that changed it, and the event is rejected, remembered like
+            # any rejection. One such event must not stop the account's partition
+            # (a worker would meet it again after every restart).
+            self._outcome.failure = traceback.format_exc()
+            saved = self._saved_state(key)
+            account = (account_from_state(saved) if saved is not None
+                       else Account(company=data.company, customer_id=data.customer_id))
+            account.seen[dedup] = account.as_of(self.ctx) or event.time
+            self._store(account)
+            error = (f"internal error while applying this event ({type(exc).__name__}: "
+                     f"{exc}); the account was left as it was before it. This is a "
+                     f"defect of the monitor: report it with this event")
+            return [self._rejected(event.model_dump(mode="json"), error, origin, key)]
 
         as_of = account.as_of(self.ctx)
         assert as_of is not None
