@@ -107,3 +107,33 @@ def test_the_saved_state_the_engine_is_given_is_what_it_goes_back_to() -> None:
     engine.process(POISON, {"test": True})
     assert set(engine.accounts["main/C1"].orders) == {"O1"}
     assert engine._images is None  # it keeps no copies of its own
+
+
+def test_a_tick_that_fails_for_one_account_still_moves_the_others(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = CreditEngine(Policy.default_policy())
+    for n, customer in enumerate(["C1", "C2"]):
+        _run(engine, [
+            _event(10 * n, "erp.credit_profile.set", customer, currency="EUR",
+                   credit_limit="1000.00", risk_class="B"),
+            _event(10 * n + 1, "erp.invoice.issued", customer, invoice_id="I1",
+                   amount="500.00", currency="EUR", due_date="2026-03-02"),
+        ])
+    before = account_to_state(engine.accounts["main/C2"])
+    real = account_module.Account.settle
+
+    def settle(self: Any, ctx: Any) -> Any:
+        if self.customer_id == "C2":
+            self.status = "HALF-DONE"  # changed, then the defect
+            raise KeyError("a defect")
+        return real(self, ctx)
+
+    monkeypatch.setattr(account_module.Account, "settle", settle)
+    tick = {"specversion": "1.0", "id": "t1", "source": "erp/test", "type": "clock.tick",
+            "time": "2026-05-01T00:00:00Z", "data": {}}
+    outcome = engine.process_outcome(tick, {"test": True})
+
+    assert outcome.failure is not None and "KeyError" in outcome.failure
+    moved = [o for o in outcome.outputs if o["type"] == "credit.account.status_changed"]
+    assert [(o["subject"], o["data"]["status"]) for o in moved] == [("main/C1", "HOLD")]
+    assert account_to_state(engine.accounts["main/C2"]) == before

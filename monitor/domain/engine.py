@@ -274,7 +274,10 @@ class CreditEngine:
             # Overdue but not due for a wake-up: written back only if it decided
             # something, so that a tick does not rewrite every overdue account.
             wake_before = account.wake_at
-            decisions = account.settle(self.ctx)
+            settled = self._settle_or_undo(account)
+            if settled is None:
+                continue
+            decisions = settled
             if decisions:
                 self._store(account)
                 out.extend(self._wrap(decisions, event, key))
@@ -283,9 +286,27 @@ class CreditEngine:
         return out
 
     def _settle(self, account: Account, event: Any) -> list[dict[str, Any]]:
-        decisions = account.settle(self.ctx)
+        decisions = self._settle_or_undo(account)
+        if decisions is None:
+            return []
         self._store(account)
         return self._wrap(decisions, event, account.key)
+
+    def _settle_or_undo(self, account: Account) -> list[Decision] | None:
+        """Re-assess an account for a tick or a rate; if that fails (a defect), put the
+        account back to its saved state and leave it out, so that the other accounts
+        still move with the clock. None when it failed."""
+        try:
+            return account.settle(self.ctx)
+        except Exception:  # noqa: BLE001 - a defect; the account is left as it was
+            failure = traceback.format_exc()
+            self._outcome.failure = (self._outcome.failure or "") + failure
+            saved = self._saved_state(account.key)
+            if saved is not None:
+                restored = account_from_state(saved)
+                self.accounts[account.key] = restored
+                self._index(restored)
+            return None
 
     def _store(self, account: Account) -> None:
         key = account.key
