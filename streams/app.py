@@ -211,7 +211,8 @@ class CreditStreams:
 
         @app.timer(interval=FIGURES_SECONDS)
         async def figures() -> None:
-            observe.account_figures(self.metrics, [pe.engine for pe in self.engines.values()])
+            await observe.account_figures(self.metrics,
+                                          [pe.engine for pe in self.engines.values()])
             await observe.consumer_lag(self.metrics, app)
 
         @app.timer(interval=SNAPSHOT_FLUSH_SECONDS)

@@ -59,3 +59,32 @@ def test_a_snapshot_that_fails_is_counted_and_the_others_still_go_out(
     assert pe.dirty == {}
     body, _ = streams.metrics.render(None)
     assert b"credit_monitor_snapshot_failures_total 1.0" in body
+
+
+def test_account_figures_add_up_what_the_snapshots_show() -> None:
+    # A blocked order counts in no exposure, though the gate weighed it.
+    from monitor.metrics import CreditMetrics
+    from streams import observe
+
+    engines = [CreditEngine(Policy.default_policy()) for _ in range(2)]
+    n = 0
+    for e, customers in zip(engines, (["C1", "C2"], ["C3"])):
+        for customer in customers:
+            n += 1
+            e.process(_event(n, customer, "erp.credit_profile.set", currency="EUR",
+                             credit_limit="1000.00", risk_class="B"), {"test": True})
+            n += 1
+            e.process(_event(n, customer, "erp.order.placed", order_id=f"O{n}",
+                             amount=f"{n}00.50", currency="EUR"), {"test": True})
+    n += 1  # one blocked order: more than the limit
+    engines[1].process(_event(n, "C3", "erp.order.placed", order_id="BIG",
+                              amount="5000.00", currency="EUR"), {"test": True})
+    metrics = CreditMetrics()
+    asyncio.run(observe.account_figures(metrics, engines))
+    body = metrics.render(None)[0].decode()
+    want = sum(float(s["data"]["exposure"]["total"])
+               for e in engines for s in e.snapshots())
+    assert want == 200.50 + 400.50 + 600.50
+    assert f'credit_monitor_exposure{{currency="EUR"}} {want}' in body
+    assert "credit_monitor_blocked_orders 1.0" in body
+    assert 'credit_monitor_accounts{status="OK"} 3.0' in body

@@ -1170,9 +1170,10 @@ def _year_before(today: dt.date) -> dt.date:
     return today - dt.timedelta(days=365) if today.toordinal() > 365 else dt.date.min
 
 
-def _last_months(today: dt.date) -> list[str]:
+@lru_cache(maxsize=64)
+def _last_months(today: dt.date) -> tuple[str, ...]:
     """"YYYY-MM" of the month of `today` and the 11 before it, newest first."""
-    return [_month_before(today, back) for back in range(12)]
+    return tuple(_month_before(today, back) for back in range(12))
 
 
 def _month_before(today: dt.date, back: int) -> str:

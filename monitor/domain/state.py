@@ -7,6 +7,7 @@ exactly as the one that was saved. `account_from_state(account_to_state(a))` equ
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from decimal import Decimal
 from typing import Any
 
@@ -29,7 +30,15 @@ STATE_VERSION = 2
 
 
 def _t(value: dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    return None if value is None else _iso_cached(value)
+
+
+@lru_cache(maxsize=65536)
+def _iso_cached(value: dt.datetime) -> str:
+    # An account's documents keep their times while it is written again and again.
+    # Every time in an account is in UTC (the envelope converts it), so two equal
+    # datetimes here also have the same text.
+    return value.isoformat()
 
 
 def _pt(value: str | None) -> dt.datetime | None:
