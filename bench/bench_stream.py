@@ -50,6 +50,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from monitor.settings import Settings  # noqa: E402
 from schemas import topics  # noqa: E402
+from tests.conftest_services import kafka_bootstrap_from_env, pg_dsn_from_env  # noqa: E402
 from tests.streamkit import delete_topics, env_of, free_port  # noqa: E402
 
 RESULTS = ROOT / "BENCHMARKS.md"
@@ -66,9 +67,7 @@ def settings_for(tag: str, partitions: int = 6) -> Settings:
     return Settings(  # type: ignore[call-arg]
         topic_prefix=f"bench{tag}.", app_id=f"bench-{tag}", partitions=partitions,
         mode="replay", web_port=free_port(), state_dir=ROOT / ".var" / f"bench-{tag}",
-        pg_dsn=os.environ.get(
-            "CREDIT_MONITOR_PG_DSN",
-            "postgresql://credit_monitor:credit_monitor@127.0.0.1:55432/credit_monitor"),
+        kafka_bootstrap=kafka_bootstrap_from_env(), pg_dsn=pg_dsn_from_env(),
     )
 
 
