@@ -36,7 +36,7 @@ from faust.types import TP
 
 from monitor.domain.engine import CreditEngine, output_id
 from monitor.domain.policy import Policy
-from monitor.domain.state import account_from_state, account_to_state
+from monitor.domain.state import account_from_state, account_to_state, kept_json
 from monitor.domain.account import Account
 from monitor.domain.fx import FxBook
 from monitor.metrics import CreditMetrics
@@ -365,11 +365,11 @@ class CreditStreams:
                 pe.remember(account, cause, message.offset, by_account[account])
             entries = pe.trim(account, committed)
             state = engine.accounts[account]
-            await self._write(self.accounts, account.encode(), p, orjson.dumps(
+            await self._write(self.accounts, account.encode(), p, kept_json(
                 {"p": p, "a": account_to_state(state), "o": entries}
             ))
         if is_global:
-            await self._write(self.accounts, _partition_key(p), p, orjson.dumps({
+            await self._write(self.accounts, _partition_key(p), p, kept_json({
                 "fx": engine.ctx.fx.to_state(),
                 "clock": engine.ctx.clock.isoformat() if engine.ctx.clock else None,
                 "seen": {k: t.isoformat() for k, t in engine.ctx.seen.items()},

@@ -24,7 +24,7 @@ from .account import Account, Context, _iso
 from .decisions import Decision, EventRejected
 from .fx import FxBook, FxRate
 from .policy import Policy
-from .state import account_from_state, account_to_state
+from .state import account_from_state, account_to_state, kept_json
 
 OUTPUT_SOURCE = "credit-monitor"
 _ID_NAMESPACE = uuid.UUID("6f1c2d0e-8a55-4c1e-9a57-0c9d3f1be7a1")
@@ -116,7 +116,7 @@ class CreditEngine:
         outcome.outputs.extend(self.apply(event, origin))
         if self._images is not None:
             for key in outcome.changed:
-                self._images[key] = orjson.dumps(account_to_state(self.accounts[key]))
+                self._images[key] = kept_json(account_to_state(self.accounts[key]))
         return outcome
 
     def _own_image(self, key: str) -> dict[str, Any] | None:

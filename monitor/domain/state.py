@@ -11,6 +11,8 @@ from functools import lru_cache
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from schemas.parse import validate
 
 from .account import Account, Pending
@@ -51,6 +53,17 @@ def _d(value: dt.date | None) -> str | None:
 
 def _pd(value: str | None) -> dt.date | None:
     return None if value is None else dt.date.fromisoformat(value)
+
+
+def kept_json(value: Any) -> bytes:
+    """`orjson.dumps(value)` as a right-sized copy, for bytes that are kept.
+
+    orjson (3.12 and later) returns bytes whose allocation is rounded up to at least
+    4 KiB and never shrunk; a worker that keeps one such image per account in its
+    changelog table held about 4 to 16 KiB per account for a state of about 1.4 KiB.
+    The copy costs a memcpy; bytes that are sent and dropped do not need it.
+    """
+    return bytes(memoryview(orjson.dumps(value)))
 
 
 def account_to_state(a: Account) -> dict[str, Any]:
