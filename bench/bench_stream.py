@@ -351,8 +351,10 @@ def write_report(r: dict[str, Any], command: str) -> None:
     kept = ""
     if RESULTS.exists():
         text = RESULTS.read_text()
-        if "## Reading" in text:
-            kept = text[text.index("## Reading"):]
+        # The heading on a line of its own (the header mentions it in running text).
+        if "\n## Reading\n" in text:
+            kept = text[text.index("\n## Reading\n") + 1:]
+
     def ok(good: bool) -> str:
         return "met" if good else "**not met**"
     rows = [
