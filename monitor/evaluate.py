@@ -25,7 +25,7 @@ def evaluate_lines(
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        yield from engine.process(line, {"file": name, "line": number})
+        yield from engine.process(line, {"file": name, "line": number}, number)
     if snapshots:
         yield from engine.snapshots()
 

@@ -313,7 +313,7 @@ class CreditStreams:
         origin = {"topic": message.topic, "partition": p, "offset": message.offset}
         raw = message.value if message.value is not None else b""
 
-        outcome = engine.process_outcome(raw, origin)
+        outcome = engine.process_outcome(raw, origin, message.offset)
         self.processed += 1
         if outcome.failure is not None:
             log.error("a defect while applying %s[%d]@%d: the event was rejected and its "

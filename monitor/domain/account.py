@@ -120,6 +120,12 @@ class Account:
     grade: str | None = None
     last_review: Decimal | None = None
     """the recommended limit last suggested for review, while it stays far off"""
+    record: int | None = None
+    """the input position (Kafka offset, file line) of the last record that changed the
+    account: a record at or before it is already part of the account. A restarted
+    worker can restore an account newer than the partition's clock (a crash cut the
+    changelog between the two) and then reads clock ticks and rates again that this
+    account has already been through; it must leave such an account alone."""
     # Every change bumps `rev`; an assessment is reused while nothing it depends on
     # (documents, status, rates, local date) has changed.
     rev: int = field(default=0, compare=False, repr=False)
@@ -154,8 +160,14 @@ class Account:
         return gate + self.settle(ctx)
 
     def settle(self, ctx: Context) -> list[Decision]:
-        """Status change, releases, and the status change the releases cause."""
+        """Status change, releases, and the status change the releases cause.
+
+        An account known only from rejected events has accepted nothing: it is not
+        judged (no status of its own) until its first accepted event, whatever else
+        is re-assessed meanwhile."""
         out: list[Decision] = []
+        if self.last_time is None:
+            return out
         assessment = self.assess(ctx)
         if self._track_settlements(assessment):
             assessment = self.assess(ctx)
@@ -778,11 +790,15 @@ class Account:
         )
 
     def _record_status(self, a: Assessment, out: list[Decision]) -> None:
+        # The reasons kept are those of the last change: their figures (overdue days)
+        # move with the clock, and an account must not change without a decision or a
+        # new event, or what a tick did to it would exist only in memory. Views show
+        # the current assessment's reasons.
         changed = a.status != self.status or codes(a.reasons) != codes(self.reasons)
         previous = self.status
-        self.status = a.status
-        self.reasons = a.reasons
         if changed:
+            self.status = a.status
+            self.reasons = a.reasons
             out.append(Decision("credit.account.status_changed", {
                 **self._ids(),
                 "status": a.status,

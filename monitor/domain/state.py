@@ -123,6 +123,7 @@ def account_to_state(a: Account) -> dict[str, Any]:
         "reversal_days": [_d(d) for d in a.reversal_days],
         "grade": a.grade,
         "last_review": None if a.last_review is None else str(a.last_review),
+        "record": a.record,
     }
 
 
@@ -182,4 +183,5 @@ def account_from_state(s: dict[str, Any]) -> Account:
     a.grade = s.get("grade")
     review = s.get("last_review")
     a.last_review = None if review is None else Decimal(review)
+    a.record = s.get("record")
     return a
