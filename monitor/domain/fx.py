@@ -25,6 +25,9 @@ class FxRate:
         return cls(raw[0], raw[1], Decimal(raw[2]), dt.datetime.fromisoformat(raw[3]))
 
 
+CONVERTED_PLACES = Decimal("1e-20")
+
+
 class FxBook:
     """Every rate known so far; of several for one pair, the latest event time counts."""
 
@@ -54,17 +57,20 @@ class FxBook:
         return inverse
 
     def convert(self, amount: Decimal, base: str, quote: str) -> Decimal | None:
-        """`amount` of `base` in `quote`, exact to 34 digits; None without a rate."""
+        """`amount` of `base` in `quote` to 20 decimal places; None without a rate.
+
+        A fixed number of places (rather than of significant digits) lets sums of
+        converted amounts be exact: `compute_position` adds them with enough digits."""
         if base == quote:
             return amount
         found = self.quote(base, quote)
         if found is None:
             return None
         with localcontext() as ctx:
-            ctx.prec = 34
+            ctx.prec = 100
             if found.base == base:
-                return amount * found.rate
-            return amount / found.rate
+                return (amount * found.rate).quantize(CONVERTED_PLACES)
+            return (amount / found.rate).quantize(CONVERTED_PLACES)
 
     def to_state(self) -> list[Any]:
         return [r.to_state() for r in self._rates.values()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from .documents import CreditNote, Delivery, Invoice, Order, Payment
@@ -90,7 +90,36 @@ class _Converter:
         return converted
 
 
+# Sums of converted amounts are exact: conversions are carried to 20 decimal places
+# and added with 100 significant digits, so no figure depends on the order in which
+# documents are summed (the aging buckets add up to the overdue amount exactly, and
+# every component to the total, whatever the rates).
+SUM_PRECISION = 100
+
+
 def compute_position(
+    *,
+    currency: str | None,
+    orders: dict[str, Order],
+    deliveries: dict[str, Delivery],
+    invoices: dict[str, Invoice],
+    payments: dict[str, Payment],
+    credit_notes: dict[str, CreditNote],
+    fx: FxBook,
+    today: dt.date,
+    grace_days: int,
+) -> Position:
+    """Derive exposure and overdue from the documents (see `_derive_position`)."""
+    with localcontext() as ctx:
+        ctx.prec = SUM_PRECISION
+        return _derive_position(
+            currency=currency, orders=orders, deliveries=deliveries, invoices=invoices,
+            payments=payments, credit_notes=credit_notes, fx=fx, today=today,
+            grace_days=grace_days,
+        )
+
+
+def _derive_position(
     *,
     currency: str | None,
     orders: dict[str, Order],
