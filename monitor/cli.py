@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 
 from monitor.domain.policy import Policy, PolicyError
@@ -10,6 +11,16 @@ from monitor.domain.policy import Policy, PolicyError
 
 def _policy(path: str | None) -> Policy:
     return Policy.from_file(path) if path else Policy.default_policy()
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more days, not {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--snapshots", action="store_true",
         help="after the decisions, print one snapshot per account",
+    )
+    ev.add_argument(
+        "--retention-days", type=_non_negative_int, default=7, metavar="DAYS",
+        help="event-time window in which a redelivered event is recognised and finished "
+             "documents are kept (default 7, like CREDIT_MONITOR_RETENTION_DAYS)",
     )
     sub.add_parser(
         "worker",
@@ -196,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             from monitor.evaluate import run
 
             run(args.events, _policy(args.policy), snapshots=args.snapshots,
-                out=sys.stdout.buffer)
+                out=sys.stdout.buffer,
+                retention=dt.timedelta(days=args.retention_days))
             return 0
         if args.command == "worker":
             from monitor.worker import run_worker

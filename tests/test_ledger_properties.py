@@ -181,7 +181,7 @@ def test_every_event_delivered_twice_changes_nothing(events: list[dict], rnd: An
     if events and rnd.random() < 0.5:
         redelivered.extend(events[: len(events) // 2])  # a late batch redelivered
 
-    # Redeliveries within the idempotency window; `test_engine` covers the window itself.
+    # Redeliveries within the idempotency window; `test_forgetting` covers the window itself.
     window = dt.timedelta(days=100000)
     once, engine_once = run(events, retention=window)
     twice, engine_twice = run(redelivered, retention=window)
