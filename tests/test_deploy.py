@@ -441,3 +441,52 @@ async def test_postgres_roundtrip_asyncpg() -> None:
         assert await conn.fetchval("SELECT sum(amount) FROM deploy_check") == pytest.approx(157.5)
     finally:
         await conn.close()
+
+
+# --------------------------------------------------------------------------
+# The service scripts themselves
+# --------------------------------------------------------------------------
+
+
+def _path_without(tmp_path: Path, *missing: str) -> str:
+    """A PATH with every command of this machine except `missing`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for folder in ("/usr/local/bin", "/usr/bin", "/bin"):
+        for tool in Path(folder).iterdir() if Path(folder).is_dir() else ():
+            target = bin_dir / tool.name
+            if tool.name not in missing and not target.exists():
+                target.symlink_to(tool)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize("tool", ["java", "mvn"])
+def test_kafka_script_without_java_or_maven_says_what_to_install(tmp_path: Path,
+                                                                 tool: str) -> None:
+    # Another port, so that the broker the tests use is not taken for this one.
+    env = {**os.environ, "PATH": _path_without(tmp_path, tool),
+           "CREDIT_MONITOR_KAFKA_PORT": "19192"}
+    env.pop("JAVA_HOME", None)
+    result = subprocess.run(["bash", str(DEPLOY / "kafka.sh"), "start"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"{tool} not found on PATH" in result.stderr
+    assert "apt-get install" in result.stderr
+
+
+@pytest.mark.integration
+def test_starting_the_running_services_again_changes_nothing() -> None:
+    require_kafka()
+    require_postgres()
+    pid_file = ROOT / ".var" / "kafka" / "kafka.pid"
+    before = pid_file.read_text().strip()
+
+    result = subprocess.run(["bash", str(DEPLOY / "services.sh"), "start"],
+                            capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert "already running" in result.stdout
+    assert pid_file.read_text().strip() == before
+    require_kafka()
+    require_postgres()
+
