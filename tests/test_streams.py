@@ -7,10 +7,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from monitor.domain.policy import Policy
 from monitor.evaluate import evaluate_lines
+from schemas import topics
 from streams.publish import BROADCAST_TYPES, EventPublisher, account_key
 
 from . import streamgen
@@ -249,3 +251,92 @@ def test_live_mode_wall_clock_makes_an_invoice_overdue_without_new_events(
                    if d["causationid"].startswith("credit-monitor/clock/")]
     assert tick_caused, "the status change must come from a wall-clock tick"
     assert got.snapshots["main/L1"]["data"]["overdue"]["oldest_days"] == 3
+
+
+def test_topics_health_and_rates_sent_once_to_the_broadcast_topic(
+        tmp_path: Path, kafka_bootstrap: str) -> None:
+    """The topics exist with the documented partitions and clean-up policies; an FX
+    rate written once to `credit.broadcast` reaches the accounts of every partition."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+
+    settings = make_settings(tmp_path, partitions=3)
+    customers = []
+    n = 0
+    while {partition_of(f"main/{c}".encode(), 3) for c in customers} != {0, 1, 2}:
+        customers.append(f"B{n}")
+        n += 1
+
+    def event(i: str, type_: str, time: str, **data: Any) -> dict[str, Any]:
+        return {"specversion": "1.0", "id": i, "source": "erp/t", "type": type_,
+                "time": time, "data": data}
+
+    accounts = []
+    for c in customers:
+        accounts += [
+            event(f"{c}-p", "erp.credit_profile.set", "2026-01-01T00:00:00Z",
+                  customer_id=c, currency="EUR", credit_limit="1000", risk_class="B"),
+            event(f"{c}-o", "erp.order.placed", "2026-01-01T01:00:00Z", customer_id=c,
+                  order_id="O1", amount="100.00", currency="USD"),
+        ]
+    rate = event("rate-1", "fx.rate.set", "2026-01-01T02:00:00Z", currency="USD",
+                 quote_currency="EUR", rate="0.5")
+    worker = Worker(settings, tmp_path / "worker.log").start()
+
+    async def main() -> Any:
+        await asyncio.get_running_loop().run_in_executor(None, worker.wait_ready)
+        health = worker.get("/health")
+        async with EventPublisher(settings) as pub:
+            await pub.publish_all(accounts)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(settings.topic(topics.BROADCAST), orjson.dumps(rate))
+        finally:
+            await producer.stop()
+        got = await collect(settings, want_decisions=0, idle=5)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            names = [settings.topic(t) for t in (topics.INPUT, topics.BROADCAST,
+                                                 topics.DECISIONS, topics.SNAPSHOTS,
+                                                 topics.REJECTED)]
+            names.append(f"{settings.app_id}-accounts-changelog")
+            described = {t["topic"]: len(t["partitions"])
+                         for t in await admin.describe_topics(names)}
+            configs = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+        finally:
+            await admin.close()
+        policies = {}
+        for response in configs:
+            for resource in response.resources:
+                for entry in resource[4]:
+                    if entry[0] == "cleanup.policy":
+                        policies[resource[3]] = entry[1]
+        return health, got, described, policies, worker.get("/health")
+
+    try:
+        health, got, described, policies, health_after = asyncio.run(main())
+    finally:
+        worker.stop()
+        asyncio.run(delete_topics(settings))
+
+    assert health[0] == 200 and orjson.loads(health[1])["status"] == "ok"
+    assert orjson.loads(health_after[1])["processed"] >= len(accounts) + 3
+    name = settings.topic
+    assert described == {
+        name(topics.INPUT): 3, name(topics.BROADCAST): 1, name(topics.DECISIONS): 3,
+        name(topics.SNAPSHOTS): 3, name(topics.REJECTED): 3,
+        f"{settings.app_id}-accounts-changelog": 3,
+    }
+    assert policies[name(topics.SNAPSHOTS)] == "compact"
+    assert policies[f"{settings.app_id}-accounts-changelog"] == "compact"
+    assert policies[name(topics.DECISIONS)] == "delete"
+    # Every account, whatever its partition, counts its USD order at the rate.
+    for c in customers:
+        snap = got.snapshots[f"main/{c}"]["data"]
+        assert snap["exposure"]["open_orders"] == "50.00", (c, snap["exposure"])
+        assert [r["rate"] for r in snap["rates_used"]] == ["0.5"]
