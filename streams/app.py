@@ -16,7 +16,9 @@ Why it cannot lose or double-count an event (STREAMING-NOTES):
   outputs were handed to the producer and its table writes were made, and faust flushes
   the producer before it commits an offset;
 - replaying a record onto restored state is harmless: every account keeps the ids of
-  the events it applied, and ticks and rates are idempotent by nature;
+  the events it applied and the offset of the last record that changed it, so a tick
+  or rate read again leaves alone the accounts that went through it already (a crash
+  can cut the changelog between an account and the partition's clock);
 - a record whose state reached the changelog but whose outputs may not have reached
   Kafka re-sends them from the account's outbox, with the same deterministic ids.
 """
