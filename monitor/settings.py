@@ -116,11 +116,23 @@ class Settings(BaseSettings):
 
     def pg_dsn_for_logs(self) -> str:
         """The DSN with its password masked."""
-        parts = urlsplit(self.pg_dsn.get_secret_value())
-        netloc = parts.netloc
-        if parts.password:
-            netloc = netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
+        dsn = self.pg_dsn.get_secret_value()
+        scheme, sep, rest = dsn.partition("://")
+        if "@" in rest:
+            # The user part ends at the last "@": a password with an unencoded "/" or
+            # "#" is still masked whole.
+            user, _, rest = rest.rpartition("@")
+            if ":" in user:
+                user = user.split(":", 1)[0] + ":***"
+            rest = user + "@" + rest
+        parts = urlsplit(scheme + sep + rest)
+        # libpq and asyncpg also take the password as a query parameter.
+        query = "&".join(
+            (k + "=***") if k.lower() in ("password", "sslpassword") else
+            (k + ("=" + v if eq else ""))
+            for k, eq, v in (p.partition("=") for p in parts.query.split("&") if p)
+        )
+        return urlunsplit(parts._replace(query=query))
 
 
 def load_settings() -> Settings:

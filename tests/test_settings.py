@@ -43,3 +43,14 @@ def test_settings_are_frozen() -> None:
 
 def test_topic_prefix_applies_to_every_topic() -> None:
     assert Settings(topic_prefix="acme.").topic("credit.events") == "acme.credit.events"
+
+
+@pytest.mark.parametrize("dsn, secret", [
+    ("postgresql://cm:s3cr#t/x@db:5432/cm", "s3cr#t/x"),
+    ("postgresql://cm@db:5432/cm?sslmode=require&password=hunter2", "hunter2"),
+    ("postgresql://cm:pa%40ss@db/cm?search_path=credit_demo", "pa%40ss"),
+])
+def test_the_logged_dsn_hides_every_form_of_password(dsn: str, secret: str) -> None:
+    logged = Settings(pg_dsn=dsn).pg_dsn_for_logs()
+    assert secret not in logged and "***" in logged
+    assert "cm" in logged and "db" in logged

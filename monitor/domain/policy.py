@@ -249,6 +249,14 @@ def _score_policy(table: dict[str, Any], known: set[str]) -> ScorePolicy:
     bands = {g: d(f"grade_{g.lower()}") for g in ("A", "B", "C")}
     if not bands["A"] >= bands["B"] >= bands["C"]:
         raise PolicyError("[score]: grade_a >= grade_b >= grade_c is needed")
+    # The account keeps 12 months of volume and the last 50 settled invoices; a
+    # setting beyond that would be cut silently, so it is refused.
+    if n("limit_months") > 12:
+        raise PolicyError(f"[score].limit_months: at most 12 (the months an account "
+                          f"keeps), got {n('limit_months')}")
+    if n("invoices_considered", 0) > 50:
+        raise PolicyError(f"[score].invoices_considered: at most 50 (the settled invoices "
+                          f"an account keeps), got {n('invoices_considered', 0)}")
     limit_round = d("limit_round")
     if not 0 < limit_round <= 10**9:
         raise PolicyError("[score].limit_round: must be above 0 and at most 10^9")
