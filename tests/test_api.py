@@ -302,3 +302,26 @@ def test_release_through_the_api_reaches_kafka_the_worker_and_the_audit_log(
             api.stop()
         worker.stop()
         asyncio.run(delete_topics(settings))
+
+
+@pytest.mark.parametrize("path, method", [
+    ("/v1/accounts/main/C%2F1", "GET"),
+    ("/v1/accounts/main/C1/orders/SO%2F2026%2F001/release", "POST"),
+    ("/v1/accounts/main/C%2F1/orders/SO%2F1/release", "POST"),
+])
+def test_ids_with_a_slash_reach_the_handler(tmp_path: Path, path: str, method: str) -> None:
+    """ERP order numbers such as SO/2026/001 must be reachable: the request gets past
+    routing to the store (down here, so 503), not a routing 404."""
+    from fastapi.testclient import TestClient
+
+    from monitor.api.app import create_app
+
+    token, entry = new_token("carla", "controller")
+    tokens = tmp_path / "tokens.toml"
+    tokens.write_text(entry)
+    settings = Settings(pg_dsn=SecretStr(f"postgresql://x:y@127.0.0.1:{free_port()}/none"),
+                        kafka_bootstrap=f"127.0.0.1:{free_port()}")
+    with TestClient(create_app(settings, TokenBook.from_file(tokens))) as client:
+        answer = client.request(method, path, headers={"Authorization": f"Bearer {token}"},
+                                json={"reason": "paid by phone"} if method == "POST" else None)
+    assert answer.status_code == 503, answer.text

@@ -224,7 +224,7 @@ def create_app(settings: Settings, tokens: TokenBook) -> FastAPI:
         rows = await queries.accounts_on_hold(await services.db())
         return [HeldAccountView(**_texts(asdict(r))) for r in rows]
 
-    @app.get("/v1/accounts/{company}/{customer_id}", response_model=AccountView,
+    @app.get("/v1/accounts/{company}/{customer_id:path}", response_model=AccountView,
              responses={**errors, 404: {"model": Problem}},
              summary="An account: exposure, its documents, overdue, holds and why")
     async def account(company: company_p, customer_id: customer_p, who: viewer,
@@ -250,7 +250,7 @@ def create_app(settings: Settings, tokens: TokenBook) -> FastAPI:
         rows = await queries.blocked_orders(await services.db(), account)
         return [BlockedOrderView(**_texts(asdict(r))) for r in rows]
 
-    @app.post("/v1/accounts/{company}/{customer_id}/orders/{order_id}/release",
+    @app.post("/v1/accounts/{company}/{customer_id:path}/orders/{order_id:path}/release",
               status_code=202, response_model=ReleaseAccepted,
               responses={**errors, 404: {"model": Problem}, 409: {"model": Problem}},
               summary="Release a blocked order, with a reason (credit controllers only)")
