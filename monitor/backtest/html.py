@@ -252,7 +252,12 @@ def _early_signs(f: PolicyFigures) -> str:
         "a change the invoice itself caused does not count). Late: paid in full "
         "more than 0 days after the due date, in the account's time zone. Precision: "
         "of the invoices issued under the sign, the share paid late. Recall: of the "
-        f"invoices paid late, the share issued under the sign.{unpaid}</p>"
+        f"invoices paid late, the share issued under the sign.{unpaid} The data sets "
+        "have no credit profiles: they are invented (data/README.md). On the IBM "
+        "history the default risk rule classes each customer by its share of late "
+        "invoices over the whole history, which nobody knew in advance, and a worse "
+        "class means shorter grace: for figures without that hindsight, run with "
+        "<code>--risk-rule fixed:B</code>.</p>"
         + _table(
             [
                 "status at issue",
