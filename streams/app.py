@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 SNAPSHOT_FLUSH_SECONDS = 1.0
 FIGURES_SECONDS = 15.0
 SNAPSHOT_FLUSH_AT = 5000
+STALL_CHECK_SECONDS = 3.0
 DECISION_TYPES = frozenset({
     "credit.order.approved", "credit.order.blocked", "credit.order.released",
     "credit.account.status_changed", "credit.account.grade_changed",
@@ -148,6 +149,12 @@ class CreditStreams:
         self.engines: dict[int, PartitionEngine] = {}
         self.stale = True
         self.processed = 0
+        # Input partition -> offset of the last record this worker finished, and what
+        # the stall check saw last (see `unstall`).
+        self.done: dict[int, int] = {}
+        self.busy = False
+        self._seen_processed = -1
+        self._quiet_checks = 0
         self.audit = AuditService(settings)
         self.app.service(self.audit)
         self.metrics = CreditMetrics()
@@ -221,6 +228,10 @@ class CreditStreams:
         async def snapshots_timer() -> None:
             await self.flush_snapshots()
 
+        @app.timer(interval=STALL_CHECK_SECONDS)
+        async def stall_check() -> None:
+            await self.unstall()
+
         if self.settings.mode == "live":
             @app.timer(interval=self.settings.tick_interval_seconds)
             async def wall_clock() -> None:
@@ -292,6 +303,48 @@ class CreditStreams:
         committed = getattr(self.app.consumer, "_committed_offset", {})
         return committed.get(TP(self.input.get_topic_name(), partition))
 
+    async def unstall(self) -> int:
+        """Read again what faust fetched but never handed to the agent.
+
+        faust-streaming (0.11 to 0.15 at least) drops records fetched around a
+        rebalance whose generation id is stale, and the consumer's fetch position has
+        already moved past them: a worker that keeps its partitions through a
+        rebalance (the survivor when another is killed) then sits idle with records
+        unread and their offsets never committed, until the next rebalance. When the
+        agent has been idle for two checks and a partition's high watermark lies beyond
+        the last record finished, the partition is sought back to the record after it.
+        Records read twice are harmless (every account keeps the ids and offsets of
+        what it applied). Returns the number of partitions sought back.
+        """
+        app = self.app
+        if (self.busy or app.rebalancing or self.stale
+                or not app.tables.recovery.completed.is_set()):
+            self._quiet_checks = 0
+            return 0
+        if self.processed != self._seen_processed:
+            self._seen_processed = self.processed
+            self._quiet_checks = 0
+            return 0
+        self._quiet_checks += 1
+        if self._quiet_checks < 2:
+            return 0
+        sought = 0
+        topic = self.input.get_topic_name()
+        for tp in list(app.consumer.assignment()):
+            if tp.topic != topic:
+                continue
+            end = app.consumer.highwater(tp)
+            committed = self._committed(tp.partition)
+            nxt = max(self.done.get(tp.partition, -1) + 1, committed or 0)
+            if end is not None and end > nxt:
+                log.warning("partition %d: records %d to %d were fetched but never "
+                            "reached the agent (a faust rebalance race); reading them "
+                            "again", tp.partition, nxt, end - 1)
+                await app.consumer.seek(tp, nxt)
+                sought += 1
+        self._quiet_checks = 0
+        return sought
+
     # ---- one record ------------------------------------------------------------
 
     async def on_record(self, message: Any) -> None:
@@ -304,6 +357,15 @@ class CreditStreams:
            entry) and the partition's clock and rates to the changelog tables;
         4. publish the snapshot of every account it changed or refreshed.
         """
+        self.busy = True
+        try:
+            await self._on_record(message)
+        finally:
+            self.busy = False
+        done = self.done.get(message.partition, -1)
+        self.done[message.partition] = max(done, message.offset)
+
+    async def _on_record(self, message: Any) -> None:
         if self.stale:
             self._load()
         p = message.partition
