@@ -5,22 +5,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
+from collections.abc import Callable
 
+from monitor.domain.engine import DEFAULT_RETENTION
 from monitor.domain.policy import Policy, PolicyError
 
 
 def _policy(path: str | None) -> Policy:
     return Policy.from_file(path) if path else Policy.default_policy()
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more days, not {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="after the decisions, print one snapshot per account",
     )
     ev.add_argument(
-        "--retention-days", type=_non_negative_int, default=7, metavar="DAYS",
+        "--retention-days", type=_whole_number(0), default=DEFAULT_RETENTION.days,
+        metavar="DAYS",
         help="event-time window in which a redelivered event is recognised and finished "
-             "documents are kept (default 7, like CREDIT_MONITOR_RETENTION_DAYS)",
+             "documents are kept (default %(default)s, like CREDIT_MONITOR_RETENTION_DAYS)",
     )
     sub.add_parser(
         "worker",
@@ -67,11 +60,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text) if text.strip().isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number above 0, got {text}")
-    return value
+def _whole_number(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `least`."""
+    def parse(text: str) -> int:
+        value = int(text) if text.strip().isdigit() else -1
+        if value < least:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number of at least {least}, got {text}")
+        return value
+    return parse
+
+
+_positive_int = _whole_number(1)
 
 
 def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

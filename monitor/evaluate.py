@@ -9,10 +9,8 @@ from typing import IO, Any
 
 import orjson
 
-from monitor.domain.engine import CreditEngine
+from monitor.domain.engine import DEFAULT_RETENTION, CreditEngine
 from monitor.domain.policy import Policy
-
-DEFAULT_RETENTION = dt.timedelta(days=7)
 
 
 def dumps(event: dict[str, Any]) -> bytes:

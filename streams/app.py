@@ -40,7 +40,6 @@ from monitor.domain.engine import CreditEngine, output_id
 from monitor.domain.policy import Policy
 from monitor.domain.state import account_from_state, account_to_state, kept_json
 from monitor.domain.account import Account
-from monitor.domain.fx import FxBook
 from monitor.metrics import CreditMetrics
 from streams import observe
 from streams.audit import AuditService
@@ -261,12 +260,7 @@ class CreditStreams:
                                   saved_state=self._saved_state)
             raw = self.accounts.get(_partition_key(p))
             if raw is not None:
-                state = orjson.loads(raw)
-                engine.ctx.fx = FxBook.from_state(state["fx"])
-                engine.ctx.clock = (dt.datetime.fromisoformat(state["clock"])
-                                    if state["clock"] else None)
-                engine.ctx.seen = {k: dt.datetime.fromisoformat(t)
-                                   for k, t in state.get("seen", {}).items()}
+                engine.restore_shared_state(orjson.loads(raw))
             engines[p] = PartitionEngine(p, engine)
         restored: dict[int, list[Account]] = {p: [] for p in engines}
         for key, raw in list(self.accounts.items()):
@@ -433,11 +427,8 @@ class CreditStreams:
                 {"p": p, "a": account_to_state(state), "o": entries}
             ))
         if is_global:
-            await self._write(self.accounts, _partition_key(p), p, kept_json({
-                "fx": engine.ctx.fx.to_state(),
-                "clock": engine.ctx.clock.isoformat() if engine.ctx.clock else None,
-                "seen": {k: t.isoformat() for k, t in engine.ctx.seen.items()},
-            }))
+            await self._write(self.accounts, _partition_key(p), p,
+                              kept_json(engine.shared_state()))
 
         pe.dirty.update(outcome.changed)
         pe.dirty.update(outcome.refreshed)

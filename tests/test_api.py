@@ -14,6 +14,9 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -195,10 +198,19 @@ async def audit_rows(dsn: str) -> list[dict[str, Any]]:
         await conn.close()
 
 
-@pytest.mark.integration
-def test_release_through_the_api_reaches_kafka_the_worker_and_the_audit_log(
-    tmp_path: Path, kafka_bootstrap: str, schema_dsn: str
-) -> None:
+@dataclass
+class Stack:
+    settings: Settings
+    api: Api
+    viewer: str
+    controller: str
+    dsn: str
+
+
+@contextmanager
+def running(tmp_path: Path, schema_dsn: str, events: list[dict[str, Any]]) -> Iterator[Stack]:
+    """A worker in a world of its own (fresh topics and schema) fed `events`, and the
+    API over it with a viewer token (vera) and a controller token (carla)."""
     viewer, viewer_entry = new_token("vera", "viewer")
     controller, ctrl_entry = new_token("carla", "controller")
     tokens_file = tmp_path / "tokens.toml"
@@ -212,8 +224,23 @@ def test_release_through_the_api_reaches_kafka_the_worker_and_the_audit_log(
     api = None
     try:
         worker.wait_ready()
-        asyncio.run(publish(settings, EVENTS))
+        asyncio.run(publish(settings, events))
         api = Api(settings, tmp_path / "api.log")
+        yield Stack(settings, api, viewer, controller, schema_dsn)
+    finally:
+        if api is not None:
+            api.stop()
+        worker.stop()
+        asyncio.run(delete_topics(settings))
+
+
+@pytest.mark.integration
+def test_release_through_the_api_reaches_kafka_the_worker_and_the_audit_log(
+    tmp_path: Path, kafka_bootstrap: str, schema_dsn: str
+) -> None:
+    with running(tmp_path, schema_dsn, EVENTS) as stack:
+        settings, api = stack.settings, stack.api
+        viewer, controller = stack.viewer, stack.controller
         path = "/v1/accounts/main/API-1"
         view = api.wait_until(path, viewer, lambda v: v["snapshot"]["blocked_orders"])
 
@@ -297,11 +324,6 @@ def test_release_through_the_api_reaches_kafka_the_worker_and_the_audit_log(
         assert len([r for r in asyncio.run(input_records(settings))
                     if r["type"] == "credit.command.release_order"]) == 1
         assert api.request("GET", "/v1/orders/blocked", viewer).json() == []
-    finally:
-        if api is not None:
-            api.stop()
-        worker.stop()
-        asyncio.run(delete_topics(settings))
 
 
 @pytest.mark.parametrize("path, method", [

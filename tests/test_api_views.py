@@ -17,9 +17,6 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,6 @@ import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import SecretStr
 
 from monitor.api.auth import new_token
 from monitor.domain.policy import Policy
@@ -36,10 +32,8 @@ from monitor.evaluate import evaluate_lines
 from monitor.settings import Settings
 from schemas import topics
 
-from .streamkit import (
-    Worker, delete_topics, expected_split, free_port, make_settings, partition_of, publish,
-)
-from .test_api import Api, cli
+from .streamkit import expected_split, partition_of
+from .test_api import cli, running
 
 pytestmark = pytest.mark.integration
 
@@ -70,42 +64,6 @@ def evaluate(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _when(text: str | None) -> dt.datetime | None:
     return None if text is None else dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-@dataclass
-class Stack:
-    settings: Settings
-    api: Api
-    viewer: str
-    controller: str
-    dsn: str
-
-
-@contextmanager
-def running(tmp_path: Path, schema_dsn: str, events: list[dict[str, Any]]) -> Iterator[Stack]:
-    """A worker in a world of its own (fresh topics and schema) fed `events`, and the
-    API over it with a viewer token (vera) and a controller token (carla)."""
-    viewer, viewer_entry = new_token("vera", "viewer")
-    controller, ctrl_entry = new_token("carla", "controller")
-    tokens_file = tmp_path / "tokens.toml"
-    tokens_file.write_text(viewer_entry + ctrl_entry)
-    settings = make_settings(tmp_path, partitions=2).model_copy(update={
-        "pg_dsn": SecretStr(schema_dsn), "api_port": free_port(),
-        "api_tokens_file": tokens_file,
-    })
-    settings = settings.model_copy(update={"api_url": f"http://127.0.0.1:{settings.api_port}"})
-    worker = Worker(settings, tmp_path / "worker.log").start()
-    api = None
-    try:
-        worker.wait_ready()
-        asyncio.run(publish(settings, events))
-        api = Api(settings, tmp_path / "api.log")
-        yield Stack(settings, api, viewer, controller, schema_dsn)
-    finally:
-        if api is not None:
-            api.stop()
-        worker.stop()
-        asyncio.run(delete_topics(settings))
 
 
 async def _stored(dsn: str) -> tuple[set[str], dict[str, Any]]:

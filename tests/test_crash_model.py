@@ -18,7 +18,6 @@ id must then carry one content, and the set of ids must be the evaluator's.
 
 from __future__ import annotations
 
-import datetime as dt
 import random
 from typing import Any
 
@@ -27,7 +26,6 @@ import pytest
 
 from monitor.domain.account import Account
 from monitor.domain.engine import CreditEngine
-from monitor.domain.fx import FxBook
 from monitor.domain.policy import Policy
 from monitor.domain.state import account_from_state, account_to_state
 
@@ -46,12 +44,7 @@ class ModelWorker:
         self.engine = CreditEngine(policy, saved_state=self._saved)
         raw = self.table.get(PARTITION_KEY)
         if raw is not None:
-            state = orjson.loads(raw)
-            self.engine.ctx.fx = FxBook.from_state(state["fx"])
-            self.engine.ctx.clock = (dt.datetime.fromisoformat(state["clock"])
-                                     if state["clock"] else None)
-            self.engine.ctx.seen = {k: dt.datetime.fromisoformat(t)
-                                    for k, t in state["seen"].items()}
+            self.engine.restore_shared_state(orjson.loads(raw))
         accounts: list[Account] = [account_from_state(orjson.loads(v))
                                    for k, v in self.table.items() if k != PARTITION_KEY]
         self.engine.adopt(accounts)
@@ -71,12 +64,7 @@ class ModelWorker:
             self.table[key] = value
             changelog.append((index, key, value))
         if outcome.broadcast:
-            ctx = self.engine.ctx
-            value = orjson.dumps({
-                "fx": ctx.fx.to_state(),
-                "clock": ctx.clock.isoformat() if ctx.clock else None,
-                "seen": {k: t.isoformat() for k, t in ctx.seen.items()},
-            })
+            value = orjson.dumps(self.engine.shared_state())
             self.table[PARTITION_KEY] = value
             changelog.append((index, PARTITION_KEY, value))
         return outcome.outputs

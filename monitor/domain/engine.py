@@ -29,6 +29,8 @@ from .state import account_from_state, account_to_state, kept_json
 OUTPUT_SOURCE = "credit-monitor"
 _ID_NAMESPACE = uuid.UUID("6f1c2d0e-8a55-4c1e-9a57-0c9d3f1be7a1")
 _PRUNE_EVERY = dt.timedelta(days=1)
+DEFAULT_RETENTION = dt.timedelta(days=7)
+"""how long finished documents and idempotency keys are kept, in event time"""
 
 
 def output_id(*parts: str) -> str:
@@ -67,7 +69,7 @@ class CreditEngine:
         policy: Policy,
         *,
         accounts: MutableMapping[str, Account] | None = None,
-        retention: dt.timedelta = dt.timedelta(days=7),
+        retention: dt.timedelta = DEFAULT_RETENTION,
         saved_state: Callable[[str], dict[str, Any] | None] | None = None,
     ) -> None:
         """
@@ -347,6 +349,22 @@ class CreditEngine:
             self._overdue.add(account.key)
         else:
             self._overdue.discard(account.key)
+
+    def shared_state(self) -> dict[str, Any]:
+        """What the engine knows beyond its accounts (rates, clock, the FX rates seen),
+        as JSON; `restore_shared_state` takes it back."""
+        ctx = self.ctx
+        return {
+            "fx": ctx.fx.to_state(),
+            "clock": ctx.clock.isoformat() if ctx.clock else None,
+            "seen": {k: t.isoformat() for k, t in ctx.seen.items()},
+        }
+
+    def restore_shared_state(self, state: dict[str, Any]) -> None:
+        ctx = self.ctx
+        ctx.fx = FxBook.from_state(state["fx"])
+        ctx.clock = dt.datetime.fromisoformat(state["clock"]) if state["clock"] else None
+        ctx.seen = {k: dt.datetime.fromisoformat(t) for k, t in state.get("seen", {}).items()}
 
     def adopt(self, accounts: Iterable[Account]) -> None:
         """Take over accounts restored from elsewhere (a changelog), and index them."""

@@ -251,12 +251,13 @@ def _score_policy(table: dict[str, Any], known: set[str]) -> ScorePolicy:
         raise PolicyError("[score]: grade_a >= grade_b >= grade_c is needed")
     # The account keeps 12 months of volume and the last 50 settled invoices; a
     # setting beyond that would be cut silently, so it is refused.
-    if n("limit_months") > 12:
+    limit_months, invoices_considered = n("limit_months"), n("invoices_considered", 0)
+    if limit_months > 12:
         raise PolicyError(f"[score].limit_months: at most 12 (the months an account "
-                          f"keeps), got {n('limit_months')}")
-    if n("invoices_considered", 0) > 50:
+                          f"keeps), got {limit_months}")
+    if invoices_considered > 50:
         raise PolicyError(f"[score].invoices_considered: at most 50 (the settled invoices "
-                          f"an account keeps), got {n('invoices_considered', 0)}")
+                          f"an account keeps), got {invoices_considered}")
     limit_round = d("limit_round")
     if not 0 < limit_round <= 10**9:
         raise PolicyError("[score].limit_round: must be above 0 and at most 10^9")
@@ -276,9 +277,9 @@ def _score_policy(table: dict[str, Any], known: set[str]) -> ScorePolicy:
         disputes_for_zero=n("disputes_for_zero"),
         reversals_for_zero=n("reversals_for_zero"),
         credit_note_share_for_zero=d("credit_note_share_for_zero"),
-        invoices_considered=n("invoices_considered", 0),
+        invoices_considered=invoices_considered,
         grade_bands=bands,
-        limit_months=n("limit_months"),
+        limit_months=limit_months,
         limit_multipliers=multipliers,
         limit_round=limit_round,
         review_difference=d("review_difference"),

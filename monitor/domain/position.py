@@ -8,9 +8,11 @@ consumes of its order, what a payment applies to an invoice, and what is overdue
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, localcontext
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from .documents import CreditNote, Delivery, Invoice, Order, Payment
 from .fx import FxBook, FxRate
@@ -96,30 +98,21 @@ class _Converter:
 # every component to the total, whatever the rates).
 SUM_PRECISION = 100
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
+
+def _exact_sums(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run `fn` with SUM_PRECISION significant digits."""
+    @functools.wraps(fn)
+    def inner(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with localcontext(prec=SUM_PRECISION):
+            return fn(*args, **kwargs)
+    return inner
+
+
+@_exact_sums
 def compute_position(
-    *,
-    currency: str | None,
-    orders: dict[str, Order],
-    deliveries: dict[str, Delivery],
-    invoices: dict[str, Invoice],
-    payments: dict[str, Payment],
-    credit_notes: dict[str, CreditNote],
-    fx: FxBook,
-    today: dt.date,
-    grace_days: int,
-) -> Position:
-    """Derive exposure and overdue from the documents (see `_derive_position`)."""
-    with localcontext() as ctx:
-        ctx.prec = SUM_PRECISION
-        return _derive_position(
-            currency=currency, orders=orders, deliveries=deliveries, invoices=invoices,
-            payments=payments, credit_notes=credit_notes, fx=fx, today=today,
-            grace_days=grace_days,
-        )
-
-
-def _derive_position(
     *,
     currency: str | None,
     orders: dict[str, Order],
