@@ -238,6 +238,21 @@ class CreditMetrics:
             "event that changes it.",
             registry=r,
         )
+        self._input_gaps = Counter(
+            "credit_monitor_input_gaps",
+            "Times records of an input partition reached the worker out of order (the "
+            "Kafka client skipped some); each time the partition was read again from "
+            "the first record missing, so nothing was lost. A steady rise points at the "
+            "broker or the client.",
+            registry=r,
+        )
+        self._input_lost = Counter(
+            "credit_monitor_input_records_lost",
+            "Input records deleted by the topic's retention before the worker applied "
+            "them (it was stopped or behind for longer than the retention). Their "
+            "events are lost; the log names the partition and offsets.",
+            registry=r,
+        )
         self._audit = _AuditCollector()
         r.register(self._audit)
 
@@ -278,6 +293,14 @@ class CreditMetrics:
     def snapshot_failed(self) -> None:
         """Count one account snapshot that raised instead of being published."""
         self._snapshot_failures.inc()
+
+    def input_gap(self) -> None:
+        """Count one input partition sought back over records the client skipped."""
+        self._input_gaps.inc()
+
+    def input_lost(self, records: int) -> None:
+        """Count input records the topic's retention deleted before they were applied."""
+        self._input_lost.inc(records)
 
     def decision_latency(
         self, *, since_arrival_seconds: float, since_event_seconds: float | None

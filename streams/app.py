@@ -12,9 +12,13 @@ counts, none by the broker):
 
 Why it cannot lose or double-count an event (STREAMING-NOTES):
 - input records are keyed by account, so no repartition topic exists;
-- one agent with concurrency 1 and no `take()`: a record is acknowledged only after its
-  outputs were handed to the producer and its table writes were made, and faust flushes
-  the producer before it commits an offset;
+- one agent with concurrency 1 and no `take()` applies each partition's records strictly
+  in offset order: a record that arrives out of order (the Kafka client or faust skipped
+  some) is not applied, and the partition is read again from the record expected
+  (`streams.sequence`);
+- the worker commits input offsets itself, faust's acks being off for the input: the
+  offset committed is the record after the last one applied, and the producer (outputs
+  and changelog records) is flushed before it;
 - replaying a record onto restored state is harmless: every account keeps the ids of
   the events it applied and the offset of the last record that changed it, so a tick
   or rate read again leaves alone the accounts that went through it already (a crash
@@ -30,10 +34,12 @@ import base64
 import datetime as dt
 import logging
 import os
+import time
 from typing import Any
 
 import faust
 import orjson
+from aiokafka.structs import OffsetAndMetadata, TopicPartition
 from faust.types import TP
 
 from monitor.domain.engine import CreditEngine, output_id
@@ -44,6 +50,7 @@ from monitor.metrics import CreditMetrics
 from streams import observe
 from streams.audit import AuditService
 from streams.credentials import faust_credentials
+from streams.sequence import InputSequence, Verdict
 from streams.topology import CHANGELOG_ACCOUNTS
 from monitor.settings import Settings
 from schemas import topics
@@ -54,6 +61,12 @@ SNAPSHOT_FLUSH_SECONDS = 1.0
 FIGURES_SECONDS = 15.0
 SNAPSHOT_FLUSH_AT = 5000
 STALL_CHECK_SECONDS = 3.0
+# Time for faust's fetcher to finish handing out the record it holds before a rewind.
+SEEK_SETTLE_SECONDS = 0.05
+# How often applied input offsets are committed, and how long a rebalance or a stop
+# waits for the record in the agent's hands before committing.
+COMMIT_SECONDS = 1.0
+REVOKE_WAIT_SECONDS = 10.0
 DECISION_TYPES = frozenset({
     "credit.order.approved", "credit.order.blocked", "credit.order.released",
     "credit.account.status_changed", "credit.account.grade_changed",
@@ -135,8 +148,10 @@ class CreditStreams:
         )
         name = settings.topic
         part = settings.partitions
+        # No faust acks on the input: the worker commits its offsets itself, only ever
+        # up to the last record it applied in order (see `commit_applied`).
         self.input = self.app.topic(name(topics.INPUT), partitions=part,
-                                    key_type=bytes, value_type=bytes)
+                                    key_type=bytes, value_type=bytes, acks=False)
         self.broadcast = self.app.topic(name(topics.BROADCAST), partitions=1,
                                         key_type=bytes, value_type=bytes)
         self.decisions = self.app.topic(name(topics.DECISIONS), partitions=part)
@@ -148,9 +163,9 @@ class CreditStreams:
         self.engines: dict[int, PartitionEngine] = {}
         self.stale = True
         self.processed = 0
-        # Input partition -> offset of the last record this worker finished, and what
-        # the stall check saw last (see `unstall`).
-        self.done: dict[int, int] = {}
+        # Which record of each input partition may be applied next (see
+        # `streams.sequence`), and what the stall check saw last (see `unstall`).
+        self.sequence = InputSequence()
         self.busy = False
         self._seen_processed = -1
         self._quiet_checks = 0
@@ -168,8 +183,11 @@ class CreditStreams:
         @app.agent(self.input, name="credit-events", concurrency=1)
         async def credit_events(stream: Any) -> None:
             async for event in stream.events():
+                message = event.message
+                if not await self.in_sequence(message):
+                    continue
                 try:
-                    await self.on_record(event.message)
+                    await self.on_record(message)
                 except Exception:
                     # Bad input, and an account event the domain code fails on, become
                     # rejections; what gets here is a failure elsewhere (a tick or rate
@@ -183,6 +201,7 @@ class CreditStreams:
                     )
                     logging.shutdown()
                     os._exit(70)
+                self.sequence.applied(message.partition, message.offset)
 
         @app.agent(self.broadcast, name="broadcast-fan-out", concurrency=1)
         async def broadcast(stream: Any) -> None:
@@ -192,15 +211,33 @@ class CreditStreams:
                 for partition in range(self.settings.partitions):
                     await self._send(self.input, None, event.message.value, partition)
 
-        async def mark_stale(sender: Any, *args: Any, **kwargs: Any) -> None:
+        async def revoked(sender: Any, *args: Any, **kwargs: Any) -> None:
+            # faust has stopped the flow and flushed the producer; the record in the
+            # agent's hands, if any, is finished first, then what was applied is
+            # committed while the partitions are still this worker's.
+            await self._wait_idle(REVOKE_WAIT_SECONDS)
+            await self.commit_applied()
             self.stale = True
+            self.sequence.reset()
 
-        app.on_partitions_revoked.connect(mark_stale)
-        app.on_partitions_assigned.connect(mark_stale)
+        async def assigned(sender: Any, *args: Any, **kwargs: Any) -> None:
+            self.stale = True
+            self.sequence.reset()
+
+        async def stopping(sender: Any, *args: Any, **kwargs: Any) -> None:
+            await self._wait_idle(REVOKE_WAIT_SECONDS)
+            await self.commit_applied()
+
+        app.on_partitions_revoked.connect(revoked)
+        app.on_partitions_assigned.connect(assigned)
+        app.on_before_shutdown.connect(stopping)
 
         @app.page("/health")
         async def health(web: Any, request: Any) -> Any:
-            return web.json({"status": "ok", "processed": self.processed})
+            progress = observe.partition_progress(
+                app, self.input.get_topic_name(), self.sequence.expected,
+                self.sequence.committed)
+            return web.json({"status": "ok", "processed": self.processed, **progress})
 
         @app.page("/ready")
         async def ready(web: Any, request: Any) -> Any:
@@ -226,6 +263,11 @@ class CreditStreams:
         @app.timer(interval=SNAPSHOT_FLUSH_SECONDS)
         async def snapshots_timer() -> None:
             await self.flush_snapshots()
+
+        @app.timer(interval=COMMIT_SECONDS)
+        async def commit_timer() -> None:
+            if not app.rebalancing:
+                await self.commit_applied()
 
         @app.timer(interval=STALL_CHECK_SECONDS)
         async def stall_check() -> None:
@@ -291,27 +333,163 @@ class CreditStreams:
         raw = self.accounts.data.get(account.encode())
         return None if raw is None else orjson.loads(raw)["a"]  # type: ignore[no-any-return]
 
-    def _committed(self, partition: int) -> int | None:
-        # TODO: faust has no public accessor for the last committed offset; if this
-        # private attribute goes away, outbox entries are simply kept longer.
-        committed = getattr(self.app.consumer, "_committed_offset", {})
-        return committed.get(TP(self.input.get_topic_name(), partition))
+    async def commit_applied(self, *, again: bool = False) -> int:
+        """Commit, for every input partition, the offset after the last record applied.
+
+        faust's own commits are off for the input topic: it acknowledges records it
+        dropped around a rebalance, and it may commit past a gap it noticed, so an
+        offset could be committed for records never applied. Here the offset is exactly
+        `InputSequence.expected`, and the producer is flushed first, so the outputs and
+        changelog records of everything committed are in Kafka before the offset is.
+        With `again`, offsets already committed are committed once more (a rewind
+        needs the broker to hold exactly them). Returns the number of partitions
+        committed.
+        """
+        topic = self.input.get_topic_name()
+        seq = self.sequence
+        owned = self.app.consumer.assignment()
+        offsets = {TP(topic, p): nxt for p, nxt in seq.expected.items()
+                   if (again or nxt > seq.committed.get(p, -1)) and TP(topic, p) in owned}
+        if not offsets:
+            return 0
+        try:
+            await self.app.producer.flush()
+            await self._commit_offsets(offsets)
+        except Exception as exc:  # noqa: BLE001 - a rebalance under way, the broker
+            log.info("could not commit input offsets now (%r); retried", exc)
+            return 0
+        for tp, nxt in offsets.items():
+            seq.committed[tp.partition] = nxt
+        return len(offsets)
+
+    async def _broker_committed(self, partition: int) -> int | None:
+        """The offset the group has committed for an input partition, asked of the
+        broker (faust's own note of it after an assignment was found missing)."""
+        thread = self.app.consumer._thread
+        client = thread._ensure_consumer()
+        committed = await thread.call_thread(
+            client.committed, TopicPartition(self.input.get_topic_name(), partition))
+        return None if committed is None else int(committed)
+
+    async def _commit_offsets(self, offsets: dict[TP, int]) -> None:
+        """Commit explicit offsets with the worker's Kafka consumer, in its own thread.
+
+        faust's transport-level commit (`Consumer._commit`) would do the same, but it
+        crashes the worker when the group is rebalancing at that moment; here that
+        failure is an exception the caller logs, and the next commit makes up for it.
+        """
+        # TODO: faust exposes neither its consumer thread nor an explicit-offset commit;
+        # tests/test_streams.py checks on the pinned version that the commits reach
+        # the broker.
+        thread = self.app.consumer._thread
+        client = thread._ensure_consumer()
+        await thread.call_thread(client.commit, {
+            TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(offset, "")
+            for tp, offset in offsets.items()
+        })
+
+    async def _wait_idle(self, timeout: float) -> None:
+        """Wait until the agent has finished the record it holds, if any."""
+        deadline = time.monotonic() + timeout
+        while self.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    async def in_sequence(self, message: Any) -> bool:
+        """Whether the record is the next one of its partition to apply.
+
+        When it lies beyond that, the records in between never reached the agent (see
+        `streams.sequence`): the input is sought back to the records expected.
+        """
+        p, offset = message.partition, message.offset
+        seq = self.sequence
+        if not seq.knows(p):
+            seq.start(p, await self._start_offset(p))
+        verdict = seq.check(p, offset)
+        if verdict is Verdict.APPLY:
+            return True
+        if verdict is Verdict.GAP and seq.should_seek(p, time.monotonic()):
+            earliest = await self._earliest(p)
+            if seq.expected[p] < earliest:
+                # Deleted before they were applied: no seek can bring them back.
+                self._lost_to_retention(p, seq.expected[p], earliest)
+                seq.skip_to(p, earliest)
+                if seq.check(p, offset) is Verdict.APPLY:
+                    return True
+            want = seq.expected[p]
+            log.warning("partition %d: record %d reached the agent while %d was "
+                        "expected; the records in between were skipped by the Kafka "
+                        "client, so they are read again",
+                        p, offset, want)
+            self.metrics.input_gap()
+            await self._rewind()
+        return False
+
+    async def _start_offset(self, partition: int) -> int:
+        """Where a partition starts after an assignment: its committed offset, or the
+        start of the log when the group never committed one or the topic's retention
+        has deleted records from there on."""
+        committed = await self._broker_committed(partition)
+        earliest = await self._earliest(partition)
+        if committed is not None and committed < earliest:
+            self._lost_to_retention(partition, committed, earliest)
+        return max(committed or 0, earliest)
+
+    async def _earliest(self, partition: int) -> int:
+        tp = TP(self.input.get_topic_name(), partition)
+        earliest = await self.app.consumer.earliest_offsets(tp)
+        return int(earliest.get(tp) or 0)
+
+    def _lost_to_retention(self, partition: int, first: int, end: int) -> None:
+        log.error("partition %d: records %d to %d were deleted by the input topic's "
+                  "retention before this worker applied them; their events are lost "
+                  "and the accounts they touched may be wrong until the ERP sends them "
+                  "again", partition, first, end - 1)
+        self.metrics.input_lost(end - first)
+
+    async def _rewind(self) -> None:
+        """Move every input partition back to the record it expects.
+
+        What was applied is committed first, so the broker's committed offsets are
+        exactly the records expected: faust's fetcher, when it finds the flow stopped,
+        seeks to the committed offsets on its own, and the two moves then agree. The
+        seek is made in the Kafka client's own thread with the flow stopped, since a
+        batch the fetcher is still handing out would make faust drop the records read
+        again as old. A rewind that still does not take is noticed by `in_sequence` or
+        `unstall` and made again.
+        """
+        await self.commit_applied(again=True)
+        topic = self.input.get_topic_name()
+        owned = self.app.consumer.assignment()
+        targets = {TP(topic, p): nxt for p, nxt in self.sequence.expected.items()
+                   if TP(topic, p) in owned}
+        if not targets:
+            return
+        consumer = self.app.consumer
+        consumer.stop_flow()
+        try:
+            await consumer.wait_for_stopped_flow()
+            await asyncio.sleep(SEEK_SETTLE_SECONDS)
+            await consumer.seek_wait(targets)
+        except Exception as exc:  # noqa: BLE001 - a rebalance under way, the broker
+            log.warning("could not seek the input back to the records expected (%r); "
+                        "trying again later", exc)
+        finally:
+            if not self.app.rebalancing:
+                consumer.resume_flow()
 
     async def unstall(self) -> int:
-        """Read again what faust fetched but never handed to the agent.
+        """Read again the records at the end of a partition that never reached the agent.
 
-        faust-streaming (0.11 to 0.15 at least) drops records fetched around a
-        rebalance whose generation id is stale, and the consumer's fetch position has
-        already moved past them: a worker that keeps its partitions through a
-        rebalance (the survivor when another is killed) then sits idle with records
-        unread and their offsets never committed, until the next rebalance. When the
-        agent has been idle for two checks and a partition's high watermark lies beyond
-        the last record finished, the partition is sought back to the record after it.
-        Records read twice are harmless (every account keeps the ids and offsets of
-        what it applied). Returns the number of partitions sought back.
+        A skipped record followed by others is caught by `in_sequence`; one at the end
+        of a partition is not, until more records come. When the agent has been idle
+        for two checks and the broker's end offset of a partition lies beyond the
+        record expected, the input is sought back to the records expected. Returns the
+        number of partitions found behind.
         """
         app = self.app
-        if (self.busy or app.rebalancing or self.stale
+        # Not gated on `self.stale`: a worker none of whose records arrived since the
+        # assignment is stale, and exactly the one that needs this.
+        if (self.busy or app.rebalancing
                 or not app.tables.recovery.completed.is_set()):
             self._quiet_checks = 0
             return 0
@@ -322,21 +500,28 @@ class CreditStreams:
         self._quiet_checks += 1
         if self._quiet_checks < 2:
             return 0
-        sought = 0
-        topic = self.input.get_topic_name()
-        for tp in list(app.consumer.assignment()):
-            if tp.topic != topic:
-                continue
-            end = app.consumer.highwater(tp)
-            committed = self._committed(tp.partition)
-            nxt = max(self.done.get(tp.partition, -1) + 1, committed or 0)
-            if end is not None and end > nxt:
-                log.warning("partition %d: records %d to %d were fetched but never "
-                            "reached the agent (a faust rebalance race); reading them "
-                            "again", tp.partition, nxt, end - 1)
-                await app.consumer.seek(tp, nxt)
-                sought += 1
         self._quiet_checks = 0
+        topic = self.input.get_topic_name()
+        tps = [tp for tp in app.consumer.assignment() if tp.topic == topic]
+        if not tps:
+            return 0
+        ends = await app.consumer.highwaters(*tps)
+        sought = 0
+        now = time.monotonic()
+        for tp in tps:
+            p = tp.partition
+            if not self.sequence.knows(p):
+                self.sequence.start(p, await self._start_offset(p))
+            end = ends.get(tp)
+            if (end is not None and self.sequence.behind(p, end)
+                    and self.sequence.should_seek(p, now)):
+                log.warning("partition %d: records %d to %d are in Kafka but never "
+                            "reached the agent; reading them again", p,
+                            self.sequence.expected[p], end - 1)
+                self.metrics.input_gap()
+                sought += 1
+        if sought:
+            await self._rewind()
         return sought
 
     # ---- one record ------------------------------------------------------------
@@ -356,8 +541,6 @@ class CreditStreams:
             await self._on_record(message)
         finally:
             self.busy = False
-        done = self.done.get(message.partition, -1)
-        self.done[message.partition] = max(done, message.offset)
 
     async def _on_record(self, message: Any) -> None:
         if self.stale:
@@ -417,7 +600,7 @@ class CreditStreams:
                         if entry[0] == cause and (account, cause, entry[1]) in pe.inherited:
                             await self._resend(entry[2])
 
-        committed = self._committed(p)
+        committed = self.sequence.committed.get(p)
         for account in outcome.changed:
             if cause and account in by_account:
                 pe.remember(account, cause, message.offset, by_account[account])

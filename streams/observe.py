@@ -85,3 +85,41 @@ async def consumer_lag(metrics: CreditMetrics, app: Any) -> None:
         if highwater is not None and position is not None:
             lags[(tp.topic, tp.partition)] = max(0, int(highwater) - int(position))
     metrics.set_consumer_lag(lags)
+
+
+def partition_progress(app: Any, topic: str, expected: dict[int, int],
+                       committed: dict[int, int]) -> dict[str, Any]:
+    """Where each input partition of this worker stands, for `/health`: the next record
+    it will apply, the committed offset, and what faust and its Kafka client think of it
+    (fetch position, high watermark, paused or not). An on-call engineer reads a stuck
+    partition off this; nothing here changes state."""
+    consumer = app.consumer
+    out: dict[str, Any] = {}
+    try:
+        client = consumer._thread._ensure_consumer()  # the aiokafka consumer
+        assignment = client._subscription.subscription.assignment
+    except Exception:  # noqa: BLE001 - not started, or rebalancing
+        assignment = None
+    paused = getattr(consumer, "_paused_partitions", set())
+    active = getattr(consumer, "_active_partitions", None)
+    buffered = getattr(consumer, "_buffered_partitions", set())
+    for tp in sorted(consumer.assignment(), key=lambda t: (t.topic, t.partition)):
+        if tp.topic != topic:
+            continue
+        row: dict[str, Any] = {
+            "next": expected.get(tp.partition),
+            "committed": committed.get(tp.partition),
+            "paused": tp in paused,
+            "active": active is None or tp in active,
+            "buffered": tp in buffered,
+        }
+        if assignment is not None:
+            try:
+                state = assignment.state_value(tp)
+                row["fetch_position"] = state.position if state.has_valid_position else None
+                row["highwater"] = state.highwater
+                row["client_paused"] = state.paused
+            except Exception:  # noqa: BLE001
+                pass
+        out[str(tp.partition)] = row
+    return {"flow_active": getattr(consumer, "flow_active", None), "partitions": out}

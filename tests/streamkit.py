@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
@@ -201,6 +201,42 @@ def expected_split(outputs: list[dict[str, Any]]) -> tuple[dict, dict, dict]:
 def snapshot_view(snapshot: dict[str, Any]) -> dict[str, Any]:
     """A snapshot without the clock reading, which moves with ticks that change nothing."""
     return {k: v for k, v in snapshot["data"].items() if k != "as_of"}
+
+
+async def _input_partitions(settings: Settings) -> list[TopicPartition]:
+    name = settings.topic(topics.INPUT)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([name])
+    finally:
+        await admin.close()
+    return [TopicPartition(name, p["partition"])
+            for p in sorted(described["partitions"], key=lambda p: p["partition"])]
+
+
+async def input_end_offsets(settings: Settings) -> dict[int, int]:
+    """The broker's end offset of every partition of the input topic."""
+    tps = await _input_partitions(settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    return {tp.partition: end for tp, end in ends.items()}
+
+
+async def committed_input_offsets(settings: Settings) -> dict[int, int | None]:
+    """The offsets the workers' group has committed on the input topic, from the broker."""
+    tps = await _input_partitions(settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap,
+                                group_id=settings.app_id, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return {tp.partition: await consumer.committed(tp) for tp in tps}
+    finally:
+        await consumer.stop()
 
 
 async def delete_topics(settings: Settings) -> None:

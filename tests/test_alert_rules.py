@@ -38,6 +38,8 @@ ALERTS = {
     "HoldsRisingFast",
     "AuditBacklog",
     "SnapshotFailures",
+    "InputGapsRepeated",
+    "InputRecordsLost",
 }
 
 
@@ -131,6 +133,8 @@ def test_amtool_accepts_the_alertmanager_config() -> None:
         ("DecisionLatencyHigh", "on-call-slack"),
         ("RejectedEventsSpike", "on-call-slack"),
         ("SnapshotFailures", "on-call-slack"),
+        ("InputGapsRepeated", "on-call-slack"),
+        ("InputRecordsLost", "on-call-pager"),
         ("HoldsRisingFast", "credit-control"),
     ],
 )

@@ -98,7 +98,6 @@ def test_the_workers_table_values_are_sized_to_the_states(
         sent.append(topic if isinstance(topic, str) else topic.get_topic_name())
 
     monkeypatch.setattr(streams, "_send", send)
-    monkeypatch.setattr(streams, "_committed", lambda partition: None)
 
     async def feed() -> None:
         offset = 0

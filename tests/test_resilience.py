@@ -17,11 +17,13 @@ import pytest
 
 from monitor.domain.policy import Policy
 from monitor.evaluate import evaluate_lines
-from streams.publish import EventPublisher
+from schemas import topics
+from streams.publish import BROADCAST_TYPES, EventPublisher
 
 from . import streamgen
 from .streamkit import (
-    ROOT, Worker, collect, delete_topics, expected_split, make_settings, snapshot_view,
+    ROOT, Worker, collect, delete_topics, expected_split, input_end_offsets, make_settings,
+    snapshot_view,
 )
 
 pytestmark = pytest.mark.integration
@@ -112,12 +114,6 @@ def test_worker_killed_five_times_loses_and_doubles_nothing(tmp_path: Path,
     assert_same_as_evaluator(got, exp)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known defect, issue 3: now and then (about one run in three or four) the survivor "
-    "stops deciding after it takes over the killed worker's partitions: its log ends at "
-    "'credit engines ready for partitions [0, 1, 2, 3]', thousands of decisions never "
-    "come, and the stall check in streams/app.py does not act (the fetch positions show "
-    "nothing skipped). Not explained yet"))
 def test_second_worker_takes_over_when_the_first_is_killed(tmp_path: Path,
                                                           kafka_bootstrap: str) -> None:
     events = streamgen.generate(20_000, 600, seed=9)
@@ -162,6 +158,77 @@ def test_second_worker_takes_over_when_the_first_is_killed(tmp_path: Path,
         asyncio.run(delete_topics(settings))
 
     assert owned == [0, 1, 2, 3]
+    assert_same_as_evaluator(got, exp)
+
+
+def _wait_applied(worker: Worker, settings: Any, timeout: float = 120) -> dict[str, Any]:
+    """Wait until the worker has applied its input partition to the end."""
+    deadline = time.monotonic() + timeout
+    row: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        (end,) = asyncio.run(input_end_offsets(settings)).values()
+        status, body = worker.get("/health")
+        if status == 200:
+            row = orjson.loads(body).get("partitions", {}).get("0", {})
+            if row.get("next") == end and row.get("committed") == end:
+                return row
+        time.sleep(0.5)
+    raise AssertionError(f"input not applied to its end: {row}\n{worker.tail()}")
+
+
+def test_records_deleted_by_retention_before_they_were_applied_are_reported(
+        tmp_path: Path, kafka_bootstrap: str) -> None:
+    """A worker stopped for longer than the input's retention comes back to a log whose
+    start lies beyond its committed offset. It must neither wait for the deleted
+    records nor stop: it starts at the log's start, says what was lost, and decides
+    the rest exactly as if the lost events had never been sent."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+
+    events = [e for e in streamgen.generate(3_000, 60, seed=11, bad_every=10**9)
+              if e["type"] not in BROADCAST_TYPES]
+    first, lost, last = events[:1_000], events[1_000:2_000], events[2_000:]
+    settings = make_settings(tmp_path, partitions=1)
+    log = tmp_path / "worker.log"
+
+    async def publish(batch: list[dict[str, Any]]) -> None:
+        async with EventPublisher(settings) as pub:
+            await pub.publish_all(batch)
+
+    async def delete_up_to_the_end() -> int:
+        (end,) = (await input_end_offsets(settings)).values()
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_records(
+                {TopicPartition(settings.topic(topics.INPUT), 0): RecordsToDelete(end)})
+        finally:
+            await admin.close()
+        return end
+
+    worker = Worker(settings, log)
+    try:
+        worker.start().wait_ready()
+        asyncio.run(publish(first))
+        before = _wait_applied(worker, settings)["next"]
+        worker.stop()
+        asyncio.run(publish(lost))
+        deleted_to = asyncio.run(delete_up_to_the_end())
+        asyncio.run(publish(last))
+        worker.start().wait_ready()
+        _wait_applied(worker, settings)
+        metrics = worker.get("/metrics")[1].decode()
+        exp = expected(first + last)
+        got = asyncio.run(collect(settings, want_decisions=len(exp[0]),
+                                  want_rejected=len(exp[1]), timeout=120))
+    finally:
+        worker.stop()
+        asyncio.run(delete_topics(settings))
+
+    text = log.read_text(errors="replace")
+    assert (f"partition 0: records {before} to {deleted_to - 1} were deleted by the input "
+            "topic's retention") in text
+    assert f"credit_monitor_input_records_lost_total {float(deleted_to - before)}" in metrics
     assert_same_as_evaluator(got, exp)
 
 

@@ -18,8 +18,8 @@ from streams.publish import BROADCAST_TYPES, EventPublisher, account_key
 from . import streamgen
 from .casecheck import events_jsonl, load_cases, problems
 from .streamkit import (
-    Worker, collect, delete_topics, expected_split, make_settings, partition_of,
-    snapshot_view,
+    Worker, collect, committed_input_offsets, delete_topics, expected_split,
+    input_end_offsets, make_settings, partition_of, snapshot_view,
 )
 
 pytestmark = pytest.mark.integration
@@ -310,22 +310,35 @@ def test_topics_health_and_rates_sent_once_to_the_broadcast_topic(
                 [ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
         finally:
             await admin.close()
+        ends = await input_end_offsets(settings)
         policies = {}
         for response in configs:
             for resource in response.resources:
                 for entry in resource[4]:
                     if entry[0] == "cleanup.policy":
                         policies[resource[3]] = entry[1]
-        return health, got, described, policies, worker.get("/health")
+        return health, got, described, policies, worker.get("/health"), ends
 
     try:
-        health, got, described, policies, health_after = asyncio.run(main())
+        health, got, described, policies, health_after, ends = asyncio.run(main())
+        worker.stop()
+        # The worker commits input offsets itself (faust's acks are off for the
+        # input): up to the end of every partition, and no further.
+        committed = asyncio.run(committed_input_offsets(settings))
     finally:
         worker.stop()
         asyncio.run(delete_topics(settings))
 
     assert health[0] == 200 and orjson.loads(health[1])["status"] == "ok"
-    assert orjson.loads(health_after[1])["processed"] >= len(accounts) + 3
+    after = orjson.loads(health_after[1])
+    assert after["processed"] >= len(accounts) + 3
+    # Every input partition was applied to its end, and /health says so.
+    assert {p: row["next"] for p, row in after["partitions"].items()} == {
+        str(p): end for p, end in ends.items()}
+    assert all(end > 0 for end in ends.values())
+    assert {p: row["committed"] for p, row in after["partitions"].items()} == {
+        str(p): end for p, end in ends.items()}
+    assert committed == ends
     name = settings.topic
     assert described == {
         name(topics.INPUT): 3, name(topics.BROADCAST): 1, name(topics.DECISIONS): 3,
