@@ -4,7 +4,9 @@ all on the real broker and database; the results must still equal the evaluator'
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import subprocess
 import time
 import uuid
@@ -158,6 +160,68 @@ def test_second_worker_takes_over_when_the_first_is_killed(tmp_path: Path,
         asyncio.run(delete_topics(settings))
 
     assert owned == [0, 1, 2, 3]
+    assert_same_as_evaluator(got, exp)
+
+
+def _wait_shared(workers: list[Worker], timeout: float = 60) -> None:
+    """Wait until the workers share the four input partitions between them."""
+    deadline = time.monotonic() + timeout
+    parts: list[list[int]] = []
+    while time.monotonic() < deadline:
+        parts = [orjson.loads(w.get("/ready")[1]).get("partitions", []) for w in workers]
+        if all(parts) and sorted(sum(parts, [])) == [0, 1, 2, 3]:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"partitions not shared: {parts}")
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "known defect (zombie worker): after the freeze the worker still writes account "
+    "images from before it (its producer buffer, and records in hand) over the new "
+    "owner's in the changelog; when it gets the partitions back it restores them and "
+    "decides from that old state. Needs fencing (Kafka transactions, or keeping the "
+    "image of the highest input offset at restore); see README, Known shortcomings"))
+def test_a_worker_frozen_past_its_session_writes_nothing_stale(
+        tmp_path: Path, kafka_bootstrap: str) -> None:
+    """A zombie: one of two workers is frozen (SIGSTOP) with records in hand for longer
+    than its Kafka session, so the other takes its partitions over; then it runs again,
+    rejoins and gets partitions back. The results must still equal the evaluator's
+    (found by trying to break the service; it fails today, see the mark)."""
+    events = streamgen.generate(20_000, 600, seed=9)
+    exp = expected(events)
+    settings = make_settings(tmp_path, partitions=4)
+    zombie = Worker(settings, tmp_path / "a.log")
+    other = Worker(settings, tmp_path / "b.log")
+    half, three_quarters = len(events) // 2, 3 * len(events) // 4
+
+    async def publish(batch: list[dict[str, Any]]) -> None:
+        async with EventPublisher(settings) as pub:
+            await pub.publish_all(batch)
+
+    try:
+        zombie.start()
+        other.start()
+        zombie.wait_ready()
+        other.wait_ready()
+        _wait_shared([zombie, other])
+        asyncio.run(publish(events[:half]))
+        time.sleep(1.5)  # the zombie is busy with its share
+        assert zombie.proc is not None
+        os.killpg(zombie.proc.pid, signal.SIGSTOP)
+        asyncio.run(publish(events[half:three_quarters]))
+        time.sleep(3 * settings.kafka_session_timeout_seconds)
+        os.killpg(zombie.proc.pid, signal.SIGCONT)
+        time.sleep(2 * settings.kafka_session_timeout_seconds)  # it rejoins
+        asyncio.run(publish(events[three_quarters:]))
+        got = asyncio.run(collect(settings, want_decisions=len(exp[0]),
+                                  want_rejected=len(exp[1]), timeout=90))
+    finally:
+        if zombie.proc is not None and zombie.proc.poll() is None:
+            os.killpg(zombie.proc.pid, signal.SIGCONT)
+        zombie.stop()
+        other.stop()
+        asyncio.run(delete_topics(settings))
+
     assert_same_as_evaluator(got, exp)
 
 
