@@ -362,13 +362,22 @@ class CreditStreams:
             seq.committed[tp.partition] = nxt
         return len(offsets)
 
+    async def _in_client_thread(self, method: str, *args: Any) -> Any:
+        """Call a method of the worker's aiokafka consumer in the consumer's own thread.
+
+        TODO: faust exposes neither its consumer thread nor an explicit-offset commit
+        or committed-offset lookup; tests/test_streams.py checks on the pinned version
+        that the commits reach the broker.
+        """
+        thread = self.app.consumer._thread
+        client = thread._ensure_consumer()
+        return await thread.call_thread(getattr(client, method), *args)
+
     async def _broker_committed(self, partition: int) -> int | None:
         """The offset the group has committed for an input partition, asked of the
         broker (faust's own note of it after an assignment was found missing)."""
-        thread = self.app.consumer._thread
-        client = thread._ensure_consumer()
-        committed = await thread.call_thread(
-            client.committed, TopicPartition(self.input.get_topic_name(), partition))
+        committed = await self._in_client_thread(
+            "committed", TopicPartition(self.input.get_topic_name(), partition))
         return None if committed is None else int(committed)
 
     async def _commit_offsets(self, offsets: dict[TP, int]) -> None:
@@ -378,12 +387,7 @@ class CreditStreams:
         crashes the worker when the group is rebalancing at that moment; here that
         failure is an exception the caller logs, and the next commit makes up for it.
         """
-        # TODO: faust exposes neither its consumer thread nor an explicit-offset commit;
-        # tests/test_streams.py checks on the pinned version that the commits reach
-        # the broker.
-        thread = self.app.consumer._thread
-        client = thread._ensure_consumer()
-        await thread.call_thread(client.commit, {
+        await self._in_client_thread("commit", {
             TopicPartition(tp.topic, tp.partition): OffsetAndMetadata(offset, "")
             for tp, offset in offsets.items()
         })
@@ -402,8 +406,7 @@ class CreditStreams:
         """
         p, offset = message.partition, message.offset
         seq = self.sequence
-        if not seq.knows(p):
-            seq.start(p, await self._start_offset(p))
+        await self._ensure_started(p)
         verdict = seq.check(p, offset)
         if verdict is Verdict.APPLY:
             return True
@@ -423,6 +426,10 @@ class CreditStreams:
             self.metrics.input_gap()
             await self._rewind()
         return False
+
+    async def _ensure_started(self, partition: int) -> None:
+        if not self.sequence.knows(partition):
+            self.sequence.start(partition, await self._start_offset(partition))
 
     async def _start_offset(self, partition: int) -> int:
         """Where a partition starts after an assignment: its committed offset, or the
@@ -510,8 +517,7 @@ class CreditStreams:
         now = time.monotonic()
         for tp in tps:
             p = tp.partition
-            if not self.sequence.knows(p):
-                self.sequence.start(p, await self._start_offset(p))
+            await self._ensure_started(p)
             end = ends.get(tp)
             if (end is not None and self.sequence.behind(p, end)
                     and self.sequence.should_seek(p, now)):

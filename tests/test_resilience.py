@@ -131,15 +131,7 @@ def test_second_worker_takes_over_when_the_first_is_killed(tmp_path: Path,
         await loop.run_in_executor(None, first.wait_ready)
         await loop.run_in_executor(None, second.wait_ready)
         # Both share the partitions once the group has settled.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            a = orjson.loads(first.get("/ready")[1]).get("partitions", [])
-            b = orjson.loads(second.get("/ready")[1]).get("partitions", [])
-            if a and b and sorted(a + b) == [0, 1, 2, 3]:
-                break
-            await asyncio.sleep(0.5)
-        else:
-            raise AssertionError(f"partitions not shared: {a} {b}")
+        await loop.run_in_executor(None, _wait_shared, [first, second])
         half = len(events) // 2
         async with EventPublisher(settings) as pub:
             await pub.publish_all(events[:half])
